@@ -1,0 +1,252 @@
+// Command webpubsub is a self-hosted server wire-compatible with Azure Web PubSub.
+//
+//	webpubsub [serve] [--config FILE] [--listen ADDR] [--access-key KEY]
+//	webpubsub token --hub H [--user U] [--role R]... [--group G]... [--ttl 1h]
+//	webpubsub version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/webpubsub/webpubsub/engine"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stdout, stderr)
+	case "token":
+		return token(args, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "webpubsub %s\n", version)
+		return exitOK
+	case "help", "-h", "--help":
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "webpubsub: unknown command %q\n", cmd)
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  webpubsub [serve] [--config FILE] [--listen ADDR] [--access-key KEY] [--log-level LEVEL]
+  webpubsub token --hub HUB [--user ID] [--role ROLE]... [--group GROUP]... [--ttl 1h] [--connection-string CS]
+  webpubsub version
+Run "webpubsub COMMAND --help" for a command's flags.
+`)
+}
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "configuration file (YAML or JSON); none means development mode")
+	listen := fs.String("listen", "", "address of the public port, overrides listen[0].address (default 127.0.0.1:8080)")
+	accessKey := fs.String("access-key", "", "primary access key, overrides keys.primary")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	checkOnly := fs.Bool("check", false, "validate the configuration, print the effective settings and exit")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "webpubsub: --log-level %q: use debug, info, warn or error\n", *logLevel)
+		return exitUsage
+	}
+	cfg, info, err := loadConfig(*configPath, os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "webpubsub: %v\n", err)
+		return exitUsage
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *accessKey != "" {
+		cfg.Keys.Primary = *accessKey
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	dev := false
+	if cfg.Keys.Primary == "" && !cfg.Auth.DisableAccessKeys {
+		if !isLoopback(cfg.Listen) {
+			fmt.Fprintf(stderr, "webpubsub: refusing to listen on %s without an access key: set keys.primary in the config file, WPS_KEYS__PRIMARY, or --access-key (the development key is only used on loopback)\n", cfg.Listen)
+			return exitUsage
+		}
+		dev = true
+		cfg.Keys.Primary = engine.DevAccessKey
+	}
+	_ = info
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *checkOnly {
+		fmt.Fprintf(stdout, "configuration OK: listen=%s hubs=%d dev=%v\n", cfg.Listen, len(cfg.Hubs), dev)
+		return exitOK
+	}
+	srv, err := engine.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "webpubsub: %v\n", err)
+		return exitUsage
+	}
+	if err := srv.Start(); err != nil {
+		fmt.Fprintf(stderr, "webpubsub: %v (is another process using the port? pick one with --listen)\n", err)
+		return exitRuntime
+	}
+	addr := srv.Addr()
+	endpoint := cfg.PublicEndpoint
+	if endpoint == "" {
+		host := addr.IP.String()
+		if addr.IP.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+		endpoint = "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	}
+	key := "<keys.primary>"
+	if dev {
+		key = cfg.Keys.Primary
+		fmt.Fprintln(stdout, "webpubsub: development mode: no configuration, using the well-known development access key (never expose this port)")
+	}
+	fmt.Fprintf(stdout, "webpubsub: listening on http://%s\n", addr)
+	fmt.Fprintf(stdout, "Connection string: Endpoint=%s;AccessKey=%s;Version=1.0;\n", endpoint, key)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		fmt.Fprintf(stdout, "webpubsub: %v received, closing connections\n", s)
+	case <-srv.Done():
+		fmt.Fprintf(stderr, "webpubsub: server stopped: %v\n", srv.Err())
+		return exitRuntime
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		fmt.Fprintf(stderr, "webpubsub: shutdown: %v\n", err)
+	}
+	fmt.Fprintln(stdout, "webpubsub: stopped")
+	return exitOK
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func token(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	hub := fs.String("hub", "", "hub name (required)")
+	user := fs.String("user", "", "user id (sub claim)")
+	ttl := fs.Duration("ttl", time.Hour, "token lifetime")
+	cs := fs.String("connection-string", os.Getenv("WEBPUBSUB_CONNECTION_STRING"), "connection string (default $WEBPUBSUB_CONNECTION_STRING, else the development one)")
+	var roles, groups listFlag
+	fs.Var(&roles, "role", "role, e.g. webpubsub.joinLeaveGroup (repeatable)")
+	fs.Var(&groups, "group", "group joined at connect (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *hub == "" {
+		fmt.Fprintln(stderr, "webpubsub token: --hub is required")
+		return exitUsage
+	}
+	if *cs == "" {
+		*cs = "Endpoint=http://127.0.0.1:8080;AccessKey=" + engine.DevAccessKey + ";Version=1.0;"
+	}
+	endpoint, key, err := parseConnectionString(*cs)
+	if err != nil {
+		fmt.Fprintf(stderr, "webpubsub token: %v\n", err)
+		return exitUsage
+	}
+	tok, err := engine.SignClientToken(key, endpoint, *hub, *user, roles, groups, time.Now(), *ttl)
+	if err != nil {
+		fmt.Fprintf(stderr, "webpubsub token: %v\n", err)
+		return exitUsage
+	}
+	u, _ := url.Parse(endpoint)
+	scheme := "wss"
+	if u.Scheme == "http" {
+		scheme = "ws"
+	}
+	base := strings.TrimSuffix(u.Host+u.Path, "/")
+	fmt.Fprintf(stdout, "%s://%s/client/hubs/%s?access_token=%s\n", scheme, base, url.PathEscape(*hub), tok)
+	return exitOK
+}
+
+// parseConnectionString reads Endpoint, AccessKey and Port as the JS SDK does
+// (config.md §1.2): case-insensitive keys, value after the first '=', Port
+// overriding the endpoint's port. The endpoint returned has no trailing '/'.
+func parseConnectionString(cs string) (endpoint, key string, err error) {
+	var port string
+	for _, part := range strings.Split(cs, ";") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		switch strings.ToLower(k) {
+		case "endpoint":
+			endpoint = v
+		case "accesskey":
+			key = v
+		case "port":
+			port = v
+		}
+	}
+	if endpoint == "" || key == "" {
+		return "", "", errors.New("connection string needs Endpoint=... and AccessKey=...")
+	}
+	if !strings.Contains(endpoint, "://") {
+		endpoint = "https://" + endpoint
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", "", fmt.Errorf("connection string Endpoint %q: %w", endpoint, err)
+	}
+	if port != "" {
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	return strings.TrimSuffix(u.String(), "/"), key, nil
+}

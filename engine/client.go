@@ -1,0 +1,253 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/webpubsub/webpubsub/registry"
+	"github.com/webpubsub/webpubsub/wsproto"
+)
+
+// maxFramesPerWake bounds the work one OnTraffic does for one connection; when it
+// runs out with bytes still buffered the connection is woken again (STYLE §3).
+const maxFramesPerWake = 256
+
+// onFrames parses and handles every complete frame buffered for an upgraded
+// connection. Partial frames stay buffered until more bytes arrive.
+func (c *conn) onFrames() {
+	buf, _ := c.gc.Peek(-1)
+	limit := c.srv.cfg.Limits.MaxMessageBytes
+	off, frames := 0, 0
+	for off < len(buf) && c.state == stateWS {
+		if frames == maxFramesPerWake {
+			_ = c.gc.Wake(nil)
+			break
+		}
+		f, n, err := wsproto.ParseFrame(buf[off:], limit)
+		if errors.Is(err, wsproto.ErrNeedMore) {
+			break
+		}
+		if err != nil {
+			c.protocolError(err)
+			break
+		}
+		off += n
+		frames++
+		c.lastRead = c.srv.now().UnixNano()
+		c.onFrame(f)
+	}
+	if c.state == stateClosed {
+		off = c.gc.InboundBuffered()
+	}
+	if off > 0 { // gnet's Discard(0) discards everything
+		_, _ = c.gc.Discard(off)
+	}
+}
+
+// protocolError closes the connection with the close code the parser chose.
+func (c *conn) protocolError(err error) {
+	var pe *wsproto.ProtocolError
+	if errors.As(err, &pe) && pe.Status == ws.StatusMessageTooBig {
+		c.log.Warn("message too big", "limit_bytes", c.srv.cfg.Limits.MaxMessageBytes)
+		c.close(closeTooBig, "BadRequest: message exceeds "+strconv.Itoa(c.srv.cfg.Limits.MaxMessageBytes)+" bytes")
+		return
+	}
+	c.log.Warn("websocket protocol error", "err", err)
+	c.close(closeProtocol, "BadRequest: "+err.Error())
+}
+
+func (c *conn) onFrame(f wsproto.Frame) {
+	limit := c.srv.cfg.Limits.MaxMessageBytes
+	switch f.OpCode {
+	case ws.OpPing:
+		buf := wsproto.AppendFrame(c.lp.scratch[:0], ws.OpPong, f.Payload)
+		c.write(buf)
+		c.lp.scratch = buf[:0]
+	case ws.OpPong:
+		// lastRead is already updated: that is all a pong is for.
+	case ws.OpClose:
+		code, _, err := wsproto.ParseClosePayload(f.Payload)
+		if err != nil {
+			c.protocolError(err)
+			return
+		}
+		if code == ws.StatusNoStatusRcvd {
+			code = ws.StatusNormalClosure
+		}
+		c.state = stateClosed
+		_, _ = c.gc.Write(wsproto.AppendCloseFrame(nil, code, ""))
+		_ = c.gc.Close()
+	case ws.OpContinuation:
+		if c.frag == nil {
+			c.protocolError(&wsproto.ProtocolError{Status: ws.StatusProtocolError, Reason: "continuation frame without a message to continue"})
+			return
+		}
+		if len(c.frag)+len(f.Payload) > limit {
+			c.close(closeTooBig, "BadRequest: message exceeds "+strconv.Itoa(limit)+" bytes")
+			return
+		}
+		c.frag = append(c.frag, f.Payload...)
+		if f.Fin {
+			msg, op := c.frag, c.fragOp
+			c.frag = nil
+			c.onMessage(op, msg)
+		}
+	case ws.OpText, ws.OpBinary:
+		if c.frag != nil {
+			c.protocolError(&wsproto.ProtocolError{Status: ws.StatusProtocolError, Reason: "new message before the fragmented one ended"})
+			return
+		}
+		if !f.Fin {
+			c.frag = append(make([]byte, 0, 2*len(f.Payload)), f.Payload...)
+			c.fragOp = f.OpCode
+			return
+		}
+		c.onMessage(f.OpCode, f.Payload)
+	}
+}
+
+// onMessage handles one complete data message. payload is borrowed from the
+// inbound buffer: anything kept beyond this call is copied.
+func (c *conn) onMessage(op ws.OpCode, payload []byte) {
+	if op == ws.OpText && !utf8.Valid(payload) {
+		c.log.Warn("text frame is not valid UTF-8")
+		c.close(closeInvalidData, "BadRequest: text frame is not valid UTF-8")
+		return
+	}
+	if !c.kind.IsPubSub() {
+		// TODO(issue 4): simple clients' frames become upstream `message` events.
+		c.srv.dropLog.log(c.log, "message from a simple client dropped: no upstream event handler yet", "bytes", len(payload))
+		return
+	}
+	m := &c.msg
+	err := wsproto.DecodeJSONMessage(m, payload)
+	if err != nil {
+		var me *wsproto.MessageError
+		if errors.As(err, &me) {
+			if !me.HasAckID {
+				c.log.Debug("invalid request without ackId dropped", "err", err)
+				return
+			}
+			if c.recordAck(me.AckID) {
+				c.sendAck(me.AckID, me.Name, me.Message)
+			} else {
+				c.sendDuplicate(me.AckID)
+			}
+			return
+		}
+		c.log.Info("protocol violation", "err", err)
+		c.close(closeBadRequest, "BadRequest: invalid message format")
+		return
+	}
+	if m.HasAckID && !c.recordAck(m.AckID) {
+		c.sendDuplicate(m.AckID)
+		return
+	}
+	switch m.Type {
+	case wsproto.MsgJoinGroup, wsproto.MsgLeaveGroup:
+		if !c.rc.Can(registry.PermJoinLeaveGroup, m.Group) {
+			verb := "join"
+			if m.Type == wsproto.MsgLeaveGroup {
+				verb = "leave"
+			}
+			c.fail(m, "Forbidden", "The connection has no permission to "+verb+" group '"+m.Group+"'.")
+			return
+		}
+		if m.Type == wsproto.MsgJoinGroup {
+			c.srv.reg.Join(c.rc, m.Group)
+		} else {
+			c.srv.reg.Leave(c.rc, m.Group)
+		}
+		c.ok(m)
+	case wsproto.MsgSendToGroup:
+		if !c.rc.Can(registry.PermSendToGroup, m.Group) {
+			c.fail(m, "Forbidden", "The connection has no permission to send to group '"+m.Group+"'.")
+			return
+		}
+		out := &outMessage{
+			fromGroup:  true,
+			group:      m.Group,
+			fromUserID: c.rc.UserID,
+			dataType:   m.DataType,
+			data:       append([]byte(nil), m.Data...),
+		}
+		if m.NoEcho {
+			out.skip = c.rc
+		}
+		c.srv.deliver(c.srv.reg.GroupMembers(c.rc.Hub, m.Group), out, c.lp)
+		c.ok(m)
+	case wsproto.MsgEvent:
+		// TODO(issue 4): user events go upstream. With no handler configured the
+		// spec's answer is InvocationFailed (with ackId) or a dropped connection.
+		if m.HasAckID {
+			c.fail(m, "InvocationFailed", "No event handler is registered for event '"+m.Event+"'.")
+			return
+		}
+		c.close(closeSendEventFail, "SendEventFailed: no event handler is registered for event '"+m.Event+"'.")
+	case wsproto.MsgInvoke:
+		body := append(c.lp.body[:0], `{"type":"invokeResponse","invocationId":`...)
+		body = appendJSONString(body, m.InvocationID)
+		body = append(body, `,"success":false,"error":{"name":"InvocationFailed","message":`...)
+		body = appendJSONString(body, "No event handler is registered for event '"+m.Event+"'.")
+		body = append(body, `}}`...)
+		c.writeText(body)
+		c.lp.body = body[:0]
+	case wsproto.MsgPing:
+		b := wsproto.AppendPong(c.lp.body[:0])
+		c.writeText(b)
+		c.lp.body = b[:0]
+	case wsproto.MsgSequenceAck, wsproto.MsgCancelInvocation:
+		// Non-reliable connections ignore sequenceAck (§5.2); nothing is pending to cancel.
+	}
+}
+
+func (c *conn) recordAck(id uint64) bool {
+	if c.acks == nil {
+		c.acks = &ackWindow{seen: make(map[uint64]struct{})}
+	}
+	return c.acks.add(id)
+}
+
+func (c *conn) ok(m *wsproto.ClientMessage) {
+	if m.HasAckID {
+		c.sendAck(m.AckID, "", "")
+	}
+}
+
+func (c *conn) fail(m *wsproto.ClientMessage, name, message string) {
+	if m.HasAckID {
+		c.sendAck(m.AckID, name, message)
+		return
+	}
+	c.log.Debug("request without ackId failed", "error", name, "detail", message)
+}
+
+func (c *conn) sendDuplicate(id uint64) {
+	c.sendAck(id, "Duplicate", "Message with ack-id: "+strconv.FormatUint(id, 10)+" has been processed")
+}
+
+func (c *conn) sendAck(id uint64, name, message string) {
+	b := wsproto.AppendAck(c.lp.body[:0], id, name, message)
+	c.writeText(b)
+	c.lp.body = b[:0]
+}
+
+// rateLimitedLog logs at most one line per interval for a noisy per-connection event.
+// Safe for concurrent use.
+type rateLimitedLog struct{ last atomic.Int64 }
+
+func (r *rateLimitedLog) log(l *slog.Logger, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	if now-last < int64(10*time.Second) || !r.last.CompareAndSwap(last, now) {
+		return
+	}
+	l.Log(context.Background(), slog.LevelInfo, msg, args...)
+}

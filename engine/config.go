@@ -1,0 +1,122 @@
+package engine
+
+import (
+	"log/slog"
+	"time"
+)
+
+// DevAccessKey is the well-known development key used by Microsoft's samples and
+// emulators (config.md §1.1, §3.2). It is only used when no key is configured and the
+// listener is on loopback.
+const DevAccessKey = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
+
+// Config is the whole server configuration. The zero value is not runnable: Keys.Primary
+// (or DevMode) is required. Values are copied by New and never changed afterwards.
+type Config struct {
+	// Listen is the TCP address of the public port (WebSocket and REST). Empty means
+	// "127.0.0.1:8080".
+	Listen string
+	// PublicEndpoint is the base URL apps put into Endpoint=... (config.md §3.1
+	// endpoint.public). Empty means "http://" + Listen. Used for the printed connection
+	// string and for strict audience checks.
+	PublicEndpoint string
+	// BasePath is an optional URL prefix such as "/webpubsub". Empty means none.
+	BasePath string
+
+	Keys Keys
+	Auth Auth
+
+	// Hubs holds the settings of hubs listed in the configuration, keyed by hub name
+	// (matched case-insensitively). Hubs not listed use DefaultHub.
+	Hubs map[string]HubSettings
+	// DefaultHub applies to every hub not listed in Hubs.
+	DefaultHub HubSettings
+
+	Upstream Upstream
+	Limits   Limits
+
+	// Loops is the number of gnet event loops. Zero means one per CPU.
+	Loops int
+	// Workers is the number of goroutines that run REST requests and fan-out. Zero means
+	// 4 × Loops.
+	Workers int
+
+	// Logger receives all server logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Keys are the access keys. Both sign/verify client tokens and REST bearer tokens;
+// the UTF-8 bytes of the string are the HMAC key (client-protocol.md §2.1).
+type Keys struct {
+	Primary   string
+	Secondary string
+}
+
+// Auth tunes token validation (config.md §3.1 auth).
+type Auth struct {
+	// ClockSkew is the allowance on exp/nbf. Zero means 5 minutes.
+	ClockSkew time.Duration
+	// StrictAudienceHost also compares scheme://host[:port] of a token's aud with
+	// PublicEndpoint. False (the default) compares paths only.
+	StrictAudienceHost bool
+	// DisableAccessKeys rejects every access-key token (Entra-only deployments).
+	DisableAccessKeys bool
+}
+
+// HubSettings mirrors Azure's WebPubSubHubProperties (config.md §2.1).
+type HubSettings struct {
+	// AnonymousConnectPolicy is "allow" or "deny". Empty means "deny".
+	AnonymousConnectPolicy string
+	// KeepAliveInterval is webSocketKeepAliveIntervalInSeconds: how often the server
+	// pings each client. Zero means 20s.
+	KeepAliveInterval time.Duration
+	// EventHandlers are the upstream handlers, matched in order (upstream issue).
+	EventHandlers []EventHandler
+}
+
+// EventHandler mirrors Azure's EventHandler (config.md §2.2).
+type EventHandler struct {
+	URLTemplate      string
+	UserEventPattern string
+	SystemEvents     []string
+	Auth             UpstreamAuth
+}
+
+// UpstreamAuth mirrors UpstreamAuthSettings, plus the self-hosted bearer token.
+type UpstreamAuth struct {
+	// Type is "None" or "ManagedIdentity". Empty means "None".
+	Type string
+	// ManagedIdentityResource is managedIdentity.resource.
+	ManagedIdentityResource string
+	// BearerToken is sent as Authorization: Bearer in place of an Entra token.
+	BearerToken string
+}
+
+// Upstream holds the event-handler client settings (config.md §3.1 upstream).
+type Upstream struct {
+	ValidationEnabled       bool
+	ValidationTimeout       time.Duration
+	ValidationSuccessCache  time.Duration
+	Timeout                 time.Duration
+	RetryDelays             []time.Duration
+	MaxResponseBytes        int
+	MaxConnectionStateBytes int
+}
+
+// Limits bound what one client or request may use (config.md §3.1 limits, §6).
+type Limits struct {
+	// MaxMessageBytes bounds one client WebSocket message after reassembly and one REST
+	// body. Zero means 1 MiB (1 048 576).
+	MaxMessageBytes int
+	// MaxConnections caps concurrent WebSocket connections. Zero means unlimited.
+	MaxConnections int
+	// RESTRequestsPerSecond throttles the REST API. Zero means unlimited.
+	RESTRequestsPerSecond int
+	// FilterMaxClauses bounds OData filters. Zero means 100.
+	FilterMaxClauses int
+	// MaxOutboundBytes is the per-connection pending-bytes limit; a client whose
+	// unsent bytes exceed it is closed as a slow consumer. Zero means 16 MiB.
+	MaxOutboundBytes int
+	// MaxHeaderBytes bounds an HTTP request head. Zero means 16 KiB.
+	MaxHeaderBytes int
+}

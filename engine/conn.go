@@ -1,0 +1,209 @@
+package engine
+
+import (
+	"log/slog"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/webpubsub/webpubsub/registry"
+	"github.com/webpubsub/webpubsub/wsproto"
+)
+
+type connState uint8
+
+const (
+	stateHTTP   connState = iota // reading an HTTP request head
+	stateREST                    // a REST request is running on the worker pool
+	stateWS                      // upgraded WebSocket
+	stateClosed                  // close started; nothing more is read or written
+)
+
+// conn is one accepted socket. It belongs to one event loop from OnOpen to OnClose
+// and has no mutex: only that loop touches it (STYLE §3).
+type conn struct {
+	srv   *Server
+	gc    gnet.Conn
+	lp    *loop
+	state connState
+
+	// Set at upgrade; immutable afterwards.
+	rc       *registry.Conn
+	kind     wsproto.Kind
+	protocol string
+	hub      *hubConfig
+	log      *slog.Logger
+
+	lastRead int64 // unix nanos of the last inbound frame
+	lastPing int64 // unix nanos of the last ping we sent
+
+	frag   []byte     // reassembly of a fragmented message; nil when none
+	fragOp ws.OpCode  // opcode of the first fragment
+	acks   *ackWindow // ackIds seen, allocated on first use
+	msg    wsproto.ClientMessage
+}
+
+// closeReason is the typed reason of a server-side close (STYLE §5).
+type closeReason uint8
+
+const (
+	closeNone          closeReason = iota
+	closeClient                    // the client sent a close frame
+	closeByAppServer               // REST close
+	closeBadRequest                // protocol violation
+	closeTooBig                    // message over MaxMessageBytes
+	closeSlowClient                // outbound queue over MaxOutboundBytes
+	closePingTimeout               // no inbound frame for 3 × keep-alive
+	closeShutdown                  // server stopping
+	closeSendEventFail             // user event without ackId could not be delivered
+	closeProtocol                  // RFC 6455 framing violation
+	closeInvalidData               // text frame that is not UTF-8
+)
+
+// category is the Azure close category name (client-protocol.md §9.6).
+func (r closeReason) category() string {
+	switch r {
+	case closeClient:
+		return "Normal"
+	case closeByAppServer:
+		return "ClosedByAppServer"
+	case closeBadRequest, closeTooBig, closeProtocol, closeInvalidData:
+		return "BadRequest"
+	case closeSlowClient:
+		return "SlowClient"
+	case closePingTimeout:
+		return "PingTimeout"
+	case closeShutdown:
+		return "ServiceReload"
+	case closeSendEventFail:
+		return "SendEventFailed"
+	}
+	return "Normal"
+}
+
+// status is the WebSocket close code for the reason (client-protocol.md §9.5).
+func (r closeReason) status() ws.StatusCode {
+	switch r {
+	case closeClient:
+		return ws.StatusNormalClosure
+	case closeTooBig:
+		return ws.StatusMessageTooBig
+	case closeShutdown:
+		return ws.StatusGoingAway
+	case closeProtocol:
+		return ws.StatusProtocolError
+	case closeInvalidData:
+		return ws.StatusInvalidFramePayloadData
+	}
+	return ws.StatusPolicyViolation
+}
+
+var pingFrame = wsproto.AppendFrame(nil, ws.OpPing, nil)
+
+// close is the one close path for upgraded connections. It is idempotent: the
+// first call sends `disconnected` (PubSub clients) and a close frame, then asks
+// gnet to close the socket; OnClose does the cleanup. detail, when set, replaces
+// the default `disconnected` message text.
+func (c *conn) close(r closeReason, detail string) {
+	if c.state == stateClosed {
+		return
+	}
+	wasWS := c.state == stateWS
+	c.state = stateClosed
+	if c.rc != nil {
+		c.rc.MarkClosing() // exists checks stop reporting it now (rest-api.md §6)
+	}
+	if !wasWS {
+		_ = c.gc.Close()
+		return
+	}
+	msg := detail
+	if msg == "" {
+		msg = r.category()
+	}
+	if r != closeClient {
+		c.log.Info("closing connection", "reason", r.category(), "detail", detail)
+	}
+	buf := c.lp.scratch[:0]
+	if c.kind.IsPubSub() && r != closeClient {
+		body := wsproto.AppendDisconnected(nil, msg)
+		buf = wsproto.AppendFrame(buf, ws.OpText, body)
+	}
+	reason := r.category()
+	if r == closeClient {
+		reason = ""
+	}
+	buf = wsproto.AppendCloseFrame(buf, r.status(), reason)
+	_, _ = c.gc.Write(buf)
+	c.lp.scratch = buf[:0]
+	_ = c.gc.Close()
+}
+
+// onClosed runs from OnClose: it removes the connection from the registry.
+// The upstream `disconnected` event is queued here once upstream exists.
+func (c *conn) onClosed(err error) {
+	prev := c.state
+	c.state = stateClosed
+	if c.rc == nil {
+		return
+	}
+	c.srv.reg.Remove(c.rc)
+	c.srv.wsConns.Add(-1)
+	if prev != stateClosed || err != nil {
+		c.log.Debug("connection closed", "err", err)
+	}
+	c.frag = nil
+}
+
+// write sends a complete frame if the connection is open and not over its
+// outbound limit; a slow consumer is closed instead of buffered without bound.
+// Must run on the connection's loop.
+func (c *conn) write(frame []byte) {
+	if c.state != stateWS {
+		return
+	}
+	// One message is always accepted onto an empty queue, so a message larger than
+	// the limit still reaches a client that keeps up.
+	if pending := c.gc.OutboundBuffered(); pending > 0 && pending+len(frame) > c.srv.cfg.Limits.MaxOutboundBytes {
+		c.log.Warn("slow consumer: outbound limit reached", "pending_bytes", pending)
+		c.close(closeSlowClient, "")
+		return
+	}
+	_, _ = c.gc.Write(frame)
+}
+
+// writeControl sends a control frame; same rules as write.
+func (c *conn) writeControl(frame []byte) { c.write(frame) }
+
+// writeText encodes body as one text frame through the loop scratch buffer.
+func (c *conn) writeText(body []byte) {
+	buf := wsproto.AppendFrame(c.lp.scratch[:0], ws.OpText, body)
+	c.write(buf)
+	c.lp.scratch = buf[:0]
+}
+
+// ackWindow remembers the ackIds a connection used, bounded to the most recent
+// maxAckIDs (client-protocol.md §5.4 duplicate detection).
+type ackWindow struct {
+	seen  map[uint64]struct{}
+	order []uint64
+	next  int
+}
+
+const maxAckIDs = 10000
+
+// add records id and reports whether it was new.
+func (w *ackWindow) add(id uint64) bool {
+	if _, dup := w.seen[id]; dup {
+		return false
+	}
+	if len(w.order) < maxAckIDs {
+		w.order = append(w.order, id)
+	} else {
+		delete(w.seen, w.order[w.next])
+		w.order[w.next] = id
+		w.next = (w.next + 1) % maxAckIDs
+	}
+	w.seen[id] = struct{}{}
+	return true
+}

@@ -1,0 +1,54 @@
+// Package engine runs the Web PubSub server: the gnet event loops that own every
+// socket of the public port, the connection lifecycle, and the glue that turns
+// decoded client messages and REST calls into registry changes and deliveries.
+//
+// # One port, one reactor
+//
+// gnet accepts every connection. While a connection is plain HTTP its loop
+// buffers bytes until a whole request head has arrived (never parsing a partial
+// head), then routes on the escaped path:
+//
+//   - /client/hubs/{hub} and /client?hub= are WebSocket handshakes, validated and
+//     answered on the loop (token check, subprotocol choice, the 101 bytes from
+//     gobwas/ws fed only complete buffered bytes), after which the same gnet
+//     connection speaks WebSocket frames;
+//   - /api/... requests wait on the loop until their body is buffered, are copied
+//     once and handed to a bounded worker pool that runs a fasthttp
+//     RequestHandler; the response comes back with AsyncWrite and the loop then
+//     reads the next pipelined request (HTTP/1.1 keep-alive).
+//
+// We chose this over "fasthttp serves the port and upgraded sockets move into
+// gnet" because that route holds a goroutine (and its 8 KiB stack, plus
+// fasthttp's per-connection read and write buffers) for every connection until
+// its upgrade completes, needs a dup(2) of each socket to hand it over, and puts
+// two schedulers in front of a connect storm. Here a connection costs the same
+// from accept to close: gnet's conn, our conn and its registry entry. The
+// measured connect rate and memory per idle connection are in BENCHMARKS.md.
+//
+// # Concurrency contract
+//
+// A conn belongs to one event loop from OnOpen to OnClose and has no mutex. Other
+// goroutines reach it only through gnet's concurrency-safe calls: EventLoop.Execute
+// (fan-out and REST closes, one task per destination loop), AsyncWrite (REST
+// responses) and Wake. A task posted to a loop first checks that the connection is
+// still open. Blocking work never runs on a loop: REST handlers run on the worker
+// pool; upstream calls (a later issue) will too.
+//
+// Broadcast frames are encoded once per receiver kind (PubSub JSON envelope, raw
+// frame for simple clients) and shared read-only by every loop. Each connection
+// has an outbound limit (Limits.MaxOutboundBytes); a receiver over it is closed as
+// a slow consumer (close 1008 "SlowClient") instead of being buffered further.
+//
+// Keep-alive uses no per-connection timer: gnet's ticker posts one sweep per loop
+// each second, which pings connections idle for the hub's interval and closes those
+// silent for three intervals.
+//
+// # Multi-node
+//
+// Every delivery goes through Server.deliver with a target list from the registry,
+// and every membership change through registry methods. A NATS layer will publish
+// REST sends and membership changes to the other nodes, which apply them through
+// the same two entry points; no engine code depends on being the only node.
+//
+// engine imports wsproto, registry and upstream; nothing imports engine but cmd.
+package engine

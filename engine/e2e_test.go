@@ -1,0 +1,504 @@
+//go:build e2e
+
+// End-to-end tests with the official Azure Web PubSub SDKs (STYLE.md §8). TestMain builds the
+// real binary once (or uses $WEBPUBSUB_E2E_BINARY). Every scenario starts its own server on
+// 127.0.0.1:0 with a random access key, runs one Node scenario from testdata/sdk/scenarios.mjs
+// against it, turns each JSON observation the script prints into a test result, and stops the
+// server with SIGTERM, expecting exit code 0.
+//
+// Run with `make e2e` (it runs `npm ci` in testdata/sdk first).
+package engine_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	// serverStartTimeout bounds the wait for the "listening on" line and /api/health.
+	serverStartTimeout = 20 * time.Second
+	// serverStopTimeout bounds the wait for the server to exit after SIGTERM.
+	serverStopTimeout = 15 * time.Second
+	// scenarioTimeout bounds one Node scenario; the script has its own 60s watchdog.
+	scenarioTimeout = 90 * time.Second
+)
+
+// e2eBinary is the server built by TestMain; e2eRoot is the repository root.
+var e2eBinary, e2eRoot string
+
+// e2eScenario is one scenario of scenarios.mjs and how the harness runs it.
+type e2eScenario struct {
+	name string
+	// config is the YAML passed with --config; empty means no config file.
+	config string
+	// env adds environment variables for the script.
+	env map[string]string
+	// sigtermOnReady sends SIGTERM to the server when the script prints {"type":"ready"}.
+	sigtermOnReady bool
+}
+
+// e2eScenarios must list exactly the scenarios that `node scenarios.mjs --list` prints, so a
+// scenario cannot be added to the script and silently never run (TestE2E checks this).
+var e2eScenarios = []e2eScenario{
+	{name: "connect"},
+	{name: "joinLeave"},
+	{name: "sendToGroup"},
+	{name: "noEcho"},
+	{name: "permissions"},
+	{name: "restPermissions"},
+	{name: "sendToAll"},
+	{name: "sendToUser"},
+	{name: "sendToConnection"},
+	{name: "groupSend"},
+	{name: "membership"},
+	{name: "exists"},
+	{name: "closeConnection"},
+	{name: "closeAll"},
+	{name: "closeUser"},
+	{name: "closeGroup"},
+	{name: "badToken"},
+	{name: "restAuth"},
+	{
+		name:   "anonymous",
+		config: "hubs:\n  anon:\n    anonymousConnectPolicy: allow\n",
+		env:    map[string]string{"WEBPUBSUB_HUB": "anon"},
+	},
+	{name: "shutdown", sigtermOnReady: true},
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(e2eMain(m))
+}
+
+func e2eMain(m *testing.M) int {
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	e2eRoot = root
+	if bin := os.Getenv("WEBPUBSUB_E2E_BINARY"); bin != "" {
+		// Test an already built binary (a release build, say) instead of building one.
+		e2eBinary = bin
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "webpubsub-e2e-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	e2eBinary = filepath.Join(dir, "webpubsub")
+	build := exec.Command("go", "build", "-o", e2eBinary, "./cmd/webpubsub")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/webpubsub failed: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+// repoRoot finds the module root from the location of this file.
+func repoRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("cannot locate e2e_test.go")
+	}
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above %s", file)
+		}
+		dir = parent
+	}
+}
+
+// TestE2E runs every scenario with the JS client's default subprotocol,
+// json.reliable.webpubsub.azure.v1.
+func TestE2E(t *testing.T) {
+	runScenarios(t, nil)
+}
+
+// TestE2EJSONProtocol runs every scenario again with json.webpubsub.azure.v1.
+func TestE2EJSONProtocol(t *testing.T) {
+	runScenarios(t, map[string]string{"WEBPUBSUB_PROTOCOL": "json.webpubsub.azure.v1"})
+}
+
+func runScenarios(t *testing.T, env map[string]string) {
+	sdk := requireNode(t)
+	checkScenarioList(t, sdk)
+	for _, sc := range e2eScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			srv := startServer(t, sc.config)
+			merged := map[string]string{}
+			for k, v := range env {
+				merged[k] = v
+			}
+			for k, v := range sc.env {
+				merged[k] = v
+			}
+			var onReady func()
+			if sc.sigtermOnReady {
+				onReady = srv.signalStop
+			}
+			runScenario(t, sdk, srv, sc.name, merged, onReady)
+			srv.stop(t)
+		})
+	}
+}
+
+// requireNode fails (never skips) when Node.js or the SDK modules are missing, and returns the
+// directory of the scenarios.
+func requireNode(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node not found in PATH: the e2e tests need Node.js 20+ (apt-get install nodejs npm), then run `make npm-deps`")
+	}
+	sdk := filepath.Join(e2eRoot, "engine", "testdata", "sdk")
+	for _, pkg := range []string{"@azure/web-pubsub", "@azure/web-pubsub-client"} {
+		if _, err := os.Stat(filepath.Join(sdk, "node_modules", pkg, "package.json")); err != nil {
+			t.Fatalf("%s is not installed in %s/node_modules: run `make npm-deps`", pkg, sdk)
+		}
+	}
+	return sdk
+}
+
+// checkScenarioList compares e2eScenarios with the scenarios the script defines.
+func checkScenarioList(t *testing.T, sdk string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "scenarios.mjs", "--list")
+	cmd.Dir = sdk
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node scenarios.mjs --list: %v\n%s", err, exitStderr(err))
+	}
+	var listed []string
+	if err := json.Unmarshal(bytes.TrimSpace(out), &listed); err != nil {
+		t.Fatalf("node scenarios.mjs --list printed %q: %v", out, err)
+	}
+	var ours []string
+	for _, sc := range e2eScenarios {
+		ours = append(ours, sc.name)
+	}
+	slices.Sort(listed)
+	slices.Sort(ours)
+	if !slices.Equal(listed, ours) {
+		t.Fatalf("scenario lists differ:\n  scenarios.mjs: %v\n  e2eScenarios:  %v\nadd the scenario to e2eScenarios in e2e_test.go", listed, ours)
+	}
+}
+
+func exitStderr(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(ee.Stderr)
+	}
+	return ""
+}
+
+// server is one running webpubsub process.
+type server struct {
+	cmd      *exec.Cmd
+	endpoint string // http://127.0.0.1:PORT
+	key      string
+	exited   chan struct{} // closed when the process has been waited for
+	waitErr  error         // set before exited is closed
+
+	mu        sync.Mutex
+	stdout    []string // every stdout line, for diagnostics
+	connLine  string   // the "Connection string:" line, if printed
+	stderr    bytes.Buffer
+	signalled bool
+}
+
+var listeningRE = regexp.MustCompile(`webpubsub: listening on (http://127\.0\.0\.1:\d+)`)
+
+// startServer starts the binary on 127.0.0.1:0 with a random key and waits until /api/health
+// answers 200. The server is killed at cleanup if the test did not stop it.
+func startServer(t *testing.T, config string) *server {
+	t.Helper()
+	s := &server{key: randomKey(t), exited: make(chan struct{})}
+	args := []string{"serve", "--listen", "127.0.0.1:0", "--access-key", s.key}
+	if config != "" {
+		path := filepath.Join(t.TempDir(), "webpubsub.yaml")
+		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", path)
+	}
+	s.cmd = exec.Command(e2eBinary, args...)
+	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", e2eBinary, err)
+	}
+	listening := make(chan string, 1)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.stdout = append(s.stdout, line)
+			if strings.HasPrefix(line, "Connection string:") {
+				s.connLine = line
+			}
+			s.mu.Unlock()
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				select {
+				case listening <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		<-readDone // Wait closes the pipe, so finish reading first
+		s.waitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.exited:
+		default:
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+		if t.Failed() {
+			t.Logf("server stdout:\n%s\nserver stderr:\n%s", s.stdoutText(), s.stderrText())
+		}
+	})
+
+	deadline := time.NewTimer(serverStartTimeout)
+	defer deadline.Stop()
+	select {
+	case s.endpoint = <-listening:
+	case <-s.exited:
+		t.Fatalf("server exited before listening (%v)\nstdout:\n%s\nstderr:\n%s", s.waitErr, s.stdoutText(), s.stderrText())
+	case <-deadline.C:
+		t.Fatalf("server printed no %q line within %v\nstdout:\n%s\nstderr:\n%s", "webpubsub: listening on http://127.0.0.1:PORT", serverStartTimeout, s.stdoutText(), s.stderrText())
+	}
+	s.waitHealthy(t, time.Now().Add(serverStartTimeout))
+	return s
+}
+
+// waitHealthy polls GET /api/health until it answers 200 or the deadline passes.
+func (s *server) waitHealthy(t *testing.T, deadline time.Time) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last string
+	for {
+		resp, err := client.Get(s.endpoint + "/api/health")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s/api/health not 200 before the deadline; last: %s", s.endpoint, last)
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("server exited while waiting for /api/health (%v)", s.waitErr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// connectionString is what the SDKs are given. Built from the port and the key we chose,
+// since the printed one may mask the key.
+func (s *server) connectionString() string {
+	return "Endpoint=" + s.endpoint + ";AccessKey=" + s.key + ";Version=1.0;"
+}
+
+// signalStop sends SIGTERM once.
+func (s *server) signalStop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.signalled {
+		return
+	}
+	s.signalled = true
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// stop sends SIGTERM (unless already sent) and checks that the server exits 0 in time, having
+// printed its connection string on the way.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	s.signalStop()
+	select {
+	case <-s.exited:
+	case <-time.After(serverStopTimeout):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		t.Errorf("server did not exit within %v of SIGTERM; killed", serverStopTimeout)
+		return
+	}
+	if s.waitErr != nil {
+		t.Errorf("server exit after SIGTERM: %v (want exit code 0)", s.waitErr)
+	}
+	s.mu.Lock()
+	line := s.connLine
+	s.mu.Unlock()
+	if line == "" {
+		t.Errorf("server never printed a %q line", "Connection string: Endpoint=...")
+	} else if !strings.Contains(line, "Endpoint="+s.endpoint) {
+		t.Errorf("printed %q does not name the listening endpoint %s", line, s.endpoint)
+	}
+}
+
+func (s *server) stdoutText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.stdout, "\n")
+}
+
+func (s *server) stderrText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+// lockedWriter serializes writes from exec's copying goroutine with readers of the buffer.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// randomKey returns an Azure-like access key: 32 random bytes, base64 (44 characters).
+func randomKey(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// observation is one JSON line printed by scenarios.mjs (see lib.mjs).
+type observation struct {
+	Type     string          `json:"type"`
+	Scenario string          `json:"scenario"`
+	Name     string          `json:"name"`
+	OK       bool            `json:"ok"`
+	Expected json.RawMessage `json:"expected"`
+	Actual   json.RawMessage `json:"actual"`
+	Value    json.RawMessage `json:"value"`
+	Passed   int             `json:"passed"`
+	Failed   int             `json:"failed"`
+	Error    string          `json:"error"`
+}
+
+// runScenario runs `node scenarios.mjs name` against srv and reports every failed check as a
+// test error carrying what the SDK saw and what was expected.
+func runScenario(t *testing.T, sdk string, srv *server, name string, env map[string]string, onReady func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "scenarios.mjs", name)
+	cmd.Dir = sdk
+	cmd.Env = append(os.Environ(), "WEBPUBSUB_CONNECTION_STRING="+srv.connectionString())
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+
+	var summary *observation
+	checks := 0
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var o observation
+		if err := json.Unmarshal(line, &o); err != nil || o.Type == "" {
+			t.Logf("node: %s", line)
+			continue
+		}
+		switch o.Type {
+		case "check":
+			checks++
+			if !o.OK {
+				t.Errorf("%s: %s\n\texpected: %s\n\tactual:   %s", name, o.Name, o.Expected, o.Actual)
+			}
+		case "info":
+			t.Logf("info %s: %s", o.Name, o.Value)
+		case "ready":
+			if onReady != nil {
+				onReady()
+			}
+		case "summary":
+			summary = &o
+		default:
+			t.Logf("node: %s", line)
+		}
+	}
+	waitErr := cmd.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("%s: node did not finish within %v\nstderr:\n%s", name, scenarioTimeout, stderr.String())
+	}
+	if summary == nil {
+		t.Fatalf("%s: no summary line from node (exit: %v)\nstderr:\n%s", name, waitErr, stderr.String())
+	}
+	if summary.Error != "" {
+		t.Errorf("%s: scenario aborted: %s", name, summary.Error)
+	}
+	t.Logf("%s: %d checks passed, %d failed", name, summary.Passed, summary.Failed)
+	if summary.Failed > 0 || waitErr != nil {
+		if waitErr == nil {
+			t.Errorf("%s: summary reports %d failures but node exited 0", name, summary.Failed)
+		} else if !t.Failed() {
+			t.Errorf("%s: node exited with %v\nstderr:\n%s", name, waitErr, stderr.String())
+		}
+	}
+	if checks == 0 || summary.Passed == 0 {
+		t.Errorf("%s: the scenario made no passing check", name)
+	}
+}

@@ -1,0 +1,297 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/fasthttp"
+)
+
+var headEnd = []byte("\r\n\r\n")
+
+// readerPool holds bufio.Readers that wrap fully buffered bytes, so fasthttp's
+// blocking parsers never wait: they see EOF instead.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// onHTTP handles the bytes of a connection that has not been upgraded: it waits for
+// a whole request head (never parsing a partial one), then routes it to the
+// WebSocket handshake or to the REST API.
+func (c *conn) onHTTP() {
+	buf, _ := c.gc.Peek(-1)
+	if len(buf) == 0 {
+		return
+	}
+	maxHead := c.srv.cfg.Limits.MaxHeaderBytes
+	end := bytes.Index(buf, headEnd)
+	if end < 0 || end+len(headEnd) > maxHead {
+		if end >= 0 || len(buf) > maxHead {
+			c.srv.log.Warn("http: request head too large", "remote", c.remote(), "limit_bytes", maxHead)
+			c.replyError(431, "Error.RequestHeaderFieldsTooLarge", "request head exceeds "+strconv.Itoa(maxHead)+" bytes", true)
+		}
+		return
+	}
+	headLen := end + len(headEnd)
+	var h fasthttp.RequestHeader
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(bytes.NewReader(buf[:headLen]))
+	err := h.Read(br)
+	br.Reset(nil)
+	readerPool.Put(br)
+	if err != nil {
+		c.srv.log.Warn("http: malformed request head", "remote", c.remote(), "err", err)
+		c.replyError(400, "Error.BadRequest", "malformed HTTP request", true)
+		return
+	}
+	rawURI := string(h.RequestURI())
+	path, query, _ := strings.Cut(rawURI, "?")
+	if bp := c.srv.cfg.BasePath; bp != "" {
+		if path != bp && !strings.HasPrefix(path, bp+"/") {
+			c.notFound(&h, headLen, path)
+			return
+		}
+		path = path[len(bp):]
+	}
+	switch {
+	case path == "/client" || strings.HasPrefix(path, "/client/"):
+		head := make([]byte, headLen) // the handshake keeps nothing of it; copy keeps Peek rules simple
+		copy(head, buf[:headLen])
+		_, _ = c.gc.Discard(headLen)
+		c.handshake(head, &h, path, query)
+		if c.state == stateWS && c.gc.InboundBuffered() > 0 {
+			c.onFrames()
+		}
+	case path == "/api" || strings.HasPrefix(path, "/api/"):
+		c.startREST(buf, headLen, &h)
+	default:
+		c.notFound(&h, headLen, path)
+	}
+}
+
+func (c *conn) remote() string {
+	if a := c.gc.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
+	c.srv.log.Info("http: unknown route", "method", string(h.Method()), "path", path, "remote", c.remote())
+	cl := h.ContentLength()
+	if cl < 0 || cl > c.srv.cfg.Limits.MaxMessageBytes {
+		c.replyError(404, "Error.NotFound", "no route for "+path, true)
+		return
+	}
+	if c.gc.InboundBuffered() < headLen+cl {
+		return // wait for the body so the stream stays in sync
+	}
+	_, _ = c.gc.Discard(headLen + cl)
+	c.replyError(404, "Error.NotFound", "no route for "+path, h.ConnectionClose())
+}
+
+// startREST waits for the whole body, copies the request once and hands it to the
+// worker pool. The connection reads nothing more until the response is out.
+func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
+	limit := c.srv.cfg.Limits.MaxMessageBytes
+	total := headLen
+	switch cl := h.ContentLength(); {
+	case cl > limit:
+		c.srv.log.Warn("rest: body too large", "bytes", cl, "limit_bytes", limit)
+		c.replyError(413, "Error.PayloadTooLarge", "request body exceeds "+strconv.Itoa(limit)+" bytes", true)
+		return
+	case cl > 0:
+		total += cl
+		if len(buf) < total {
+			return // wait for the rest of the body
+		}
+	case cl == -1: // chunked
+		n, ok := chunkedEnd(buf[headLen:])
+		if !ok {
+			if len(buf)-headLen > limit+limit/8 {
+				c.replyError(413, "Error.PayloadTooLarge", "request body exceeds "+strconv.Itoa(limit)+" bytes", true)
+			}
+			return
+		}
+		total += n
+	}
+	req := make([]byte, total)
+	copy(req, buf[:total])
+	_, _ = c.gc.Discard(total)
+	c.state = stateREST
+	gc := c.gc
+	if !c.srv.pool.trySubmit(func() { c.srv.runREST(gc, req) }) {
+		c.state = stateHTTP
+		c.srv.log.Warn("rest: worker queue full, answering 503")
+		c.replyError(503, "Error.ServiceUnavailable", "server busy, retry later", false)
+	}
+}
+
+// chunkedEnd reports how many bytes a complete chunked body occupies.
+func chunkedEnd(b []byte) (int, bool) {
+	i := 0
+	for {
+		nl := bytes.Index(b[i:], []byte("\r\n"))
+		if nl < 0 {
+			return 0, false
+		}
+		line := b[i : i+nl]
+		if semi := bytes.IndexByte(line, ';'); semi >= 0 {
+			line = line[:semi]
+		}
+		size, err := strconv.ParseInt(strings.TrimSpace(string(line)), 16, 64)
+		if err != nil || size < 0 {
+			return len(b), true // malformed: let the parser report it
+		}
+		i += nl + 2
+		if size == 0 {
+			for { // optional trailers, then an empty line
+				end := bytes.Index(b[i:], []byte("\r\n"))
+				if end < 0 {
+					return 0, false
+				}
+				i += end + 2
+				if end == 0 {
+					return i, true
+				}
+			}
+		}
+		if int64(len(b)-i) < size+2 {
+			return 0, false
+		}
+		i += int(size) + 2
+	}
+}
+
+var ctxPool = sync.Pool{New: func() any { return new(fasthttp.RequestCtx) }}
+
+// runREST runs on a pool worker: parse the buffered request, call the REST handler,
+// write the response through AsyncWrite, then resume reading on the loop.
+func (s *Server) runREST(gc gnet.Conn, raw []byte) {
+	ctx := ctxPool.Get().(*fasthttp.RequestCtx)
+	ctx.Request.Reset()
+	ctx.Response.Reset()
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(bytes.NewReader(raw))
+	err := ctx.Request.ReadLimitBody(br, s.cfg.Limits.MaxMessageBytes)
+	br.Reset(nil)
+	readerPool.Put(br)
+	closeConn := false
+	if err != nil {
+		s.log.Warn("rest: malformed request", "err", err)
+		setError(ctx, 400, "Error.BadRequest", "malformed HTTP request: "+err.Error())
+		closeConn = true
+	} else {
+		s.rest(ctx)
+		closeConn = ctx.Request.Header.ConnectionClose()
+	}
+	if closeConn {
+		ctx.Response.SetConnectionClose()
+	}
+	if ctx.Request.Header.IsHead() {
+		ctx.Response.SkipBody = true
+	}
+	out := appendResponse(nil, &ctx.Response)
+	ctx.Request.Reset()
+	ctx.Response.Reset()
+	ctxPool.Put(ctx)
+	_ = gc.AsyncWrite(out, func(gc gnet.Conn, err error) error {
+		c, ok := gc.Context().(*conn)
+		if !ok || c.state != stateREST {
+			return nil
+		}
+		if closeConn || err != nil {
+			c.state = stateClosed
+			return gc.Close()
+		}
+		c.state = stateHTTP
+		if gc.InboundBuffered() > 0 {
+			c.onHTTP()
+		}
+		return nil
+	})
+}
+
+// appendResponse serialises a fasthttp response (head and body).
+func appendResponse(dst []byte, r *fasthttp.Response) []byte {
+	var b bytes.Buffer
+	_, _ = r.WriteTo(&b)
+	return append(dst, b.Bytes()...)
+}
+
+// replyError writes an ErrorDetail response from the loop (rest-api.md §1.5).
+func (c *conn) replyError(status int, code, message string, closeConn bool) {
+	var r fasthttp.Response
+	writeError(&r, status, code, message)
+	if closeConn {
+		r.SetConnectionClose()
+	}
+	_, _ = c.gc.Write(appendResponse(nil, &r))
+	if closeConn {
+		c.state = stateClosed
+		_ = c.gc.Close()
+	}
+}
+
+// replyStatus writes a short plain-text response from the loop and closes: used to
+// reject WebSocket handshakes (client-protocol.md §1.7).
+func (c *conn) replyStatus(status int, body string) {
+	var r fasthttp.Response
+	r.SetStatusCode(status)
+	r.Header.SetContentType("text/plain; charset=utf-8")
+	r.SetBodyString(body)
+	r.SetConnectionClose()
+	_, _ = c.gc.Write(appendResponse(nil, &r))
+	c.state = stateClosed
+	_ = c.gc.Close()
+}
+
+func setError(ctx *fasthttp.RequestCtx, status int, code, message string) {
+	writeError(&ctx.Response, status, code, message)
+}
+
+// writeError fills r with the ErrorDetail object and x-ms-error-code header.
+func writeError(r *fasthttp.Response, status int, code, message string) {
+	r.SetStatusCode(status)
+	r.Header.SetContentType("application/json")
+	r.Header.Set("x-ms-error-code", code)
+	if status == 401 {
+		r.Header.Set("WWW-Authenticate", "Bearer")
+	}
+	b := make([]byte, 0, 48+len(code)+len(message))
+	b = append(b, `{"code":`...)
+	b = appendJSONString(b, code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, message)
+	b = append(b, '}')
+	r.SetBodyRaw(b)
+}
+
+// appendJSONString appends s as a JSON string literal.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == '"' || ch == '\\':
+			b = append(b, '\\', ch)
+		case ch < 0x20:
+			switch ch {
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[ch>>4], hex[ch&0xf])
+			}
+		default:
+			b = append(b, ch)
+		}
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,350 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/webpubsub/webpubsub/registry"
+)
+
+// Server is one Web PubSub node: a gnet reactor that owns every socket of its public
+// port, the registry of hubs, groups, users and connections, and the REST API.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	cfg      Config
+	log      *slog.Logger
+	reg      *registry.Registry
+	verifier *TokenVerifier
+	hubs     map[string]*hubConfig // lower-cased hub name → settings
+	defHub   *hubConfig
+	pool     *workerPool
+	rest     fasthttp.RequestHandler
+
+	eng      gnet.Engine
+	addr     atomic.Pointer[net.TCPAddr]
+	started  chan struct{}
+	stopped  chan struct{}
+	runErr   error
+	draining atomic.Bool
+	wsConns  atomic.Int64 // open WebSocket connections; read by REST, metrics and shutdown
+	dropLog  rateLimitedLog
+
+	loopsMu sync.Mutex
+	loops   map[gnet.EventLoop]*loop
+	loopArr atomic.Pointer[[]*loop]
+
+	now func() time.Time
+}
+
+// hubConfig is the effective, parsed settings of one hub.
+type hubConfig struct {
+	anonymous bool
+	keepAlive time.Duration
+}
+
+// loop is the per-event-loop state: scratch buffers and the connections it owns.
+// Only its event loop goroutine touches it.
+type loop struct {
+	el      gnet.EventLoop
+	conns   map[*conn]struct{}
+	scratch []byte // frame encode buffer, reused within one callback
+	body    []byte // message body encode buffer, reused within one callback
+}
+
+// New validates cfg and builds a server. It does not listen yet; call Start.
+func New(cfg Config) (*Server, error) {
+	if err := applyDefaults(&cfg); err != nil {
+		return nil, err
+	}
+	reg, err := registry.New(registry.Config{})
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		reg:      reg,
+		verifier: NewTokenVerifier(cfg.Keys, cfg.Auth.ClockSkew, strictEndpoints(cfg)),
+		hubs:     make(map[string]*hubConfig, len(cfg.Hubs)),
+		defHub:   newHubConfig(cfg.DefaultHub),
+		started:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+		loops:    make(map[gnet.EventLoop]*loop),
+		now:      time.Now,
+	}
+	for name, h := range cfg.Hubs {
+		s.hubs[strings.ToLower(name)] = newHubConfig(h)
+	}
+	s.pool = newWorkerPool(cfg.Workers, 8192)
+	s.rest = s.handleREST
+	empty := []*loop{}
+	s.loopArr.Store(&empty)
+	return s, nil
+}
+
+func strictEndpoints(cfg Config) []string {
+	if !cfg.Auth.StrictAudienceHost {
+		return nil
+	}
+	return []string{cfg.PublicEndpoint}
+}
+
+func newHubConfig(h HubSettings) *hubConfig {
+	hc := &hubConfig{
+		anonymous: strings.EqualFold(h.AnonymousConnectPolicy, "allow"),
+		keepAlive: h.KeepAliveInterval,
+	}
+	if hc.keepAlive <= 0 {
+		hc.keepAlive = 20 * time.Second
+	}
+	return hc
+}
+
+// applyDefaults fills zero values and validates; it is the only place defaults live.
+func applyDefaults(cfg *Config) error {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.Keys.Primary == "" && !cfg.Auth.DisableAccessKeys {
+		return errors.New("engine: keys.primary is required (or run in development mode)")
+	}
+	if cfg.Auth.ClockSkew <= 0 {
+		cfg.Auth.ClockSkew = 5 * time.Minute
+	}
+	if cfg.Limits.MaxMessageBytes <= 0 {
+		cfg.Limits.MaxMessageBytes = 1 << 20
+	}
+	if cfg.Limits.MaxOutboundBytes <= 0 {
+		cfg.Limits.MaxOutboundBytes = 16 << 20
+	}
+	if cfg.Limits.MaxHeaderBytes <= 0 {
+		cfg.Limits.MaxHeaderBytes = 16 << 10
+	}
+	if cfg.Limits.FilterMaxClauses <= 0 {
+		cfg.Limits.FilterMaxClauses = 100
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4 * cfg.Loops
+	}
+	if cfg.BasePath != "" && (!strings.HasPrefix(cfg.BasePath, "/") || strings.HasSuffix(cfg.BasePath, "/")) {
+		return fmt.Errorf("engine: endpoint.basePath %q must start with '/' and not end with '/'", cfg.BasePath)
+	}
+	return nil
+}
+
+func (s *Server) hub(name string) *hubConfig {
+	if h, ok := s.hubs[strings.ToLower(name)]; ok {
+		return h
+	}
+	return s.defHub
+}
+
+// Start listens and serves in the background. It returns once the port accepts
+// connections, or with the listen error.
+func (s *Server) Start() error {
+	go func() {
+		defer close(s.stopped)
+		err := gnet.Run(s, "tcp://"+s.cfg.Listen,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(s.cfg.Loops),
+			gnet.WithReuseAddr(true),
+			gnet.WithTicker(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLogger(gnetLogger{s.log}),
+		)
+		if err != nil {
+			s.runErr = err
+		}
+	}()
+	select {
+	case <-s.started:
+		return nil
+	case <-s.stopped:
+		if s.runErr == nil {
+			s.runErr = errors.New("engine: server stopped before it started")
+		}
+		return fmt.Errorf("engine: listen on %s: %w", s.cfg.Listen, s.runErr)
+	}
+}
+
+// Addr is the bound address of the public port; valid after Start.
+func (s *Server) Addr() *net.TCPAddr { return s.addr.Load() }
+
+// Done is closed when the reactor has stopped.
+func (s *Server) Done() <-chan struct{} { return s.stopped }
+
+// Err is the reactor's exit error, valid after Done is closed.
+func (s *Server) Err() error { return s.runErr }
+
+// Shutdown stops accepting work, closes every WebSocket with a close frame (1001
+// going away, after a `disconnected` message for PubSub clients), waits for the
+// frames to flush or ctx to end, then stops the reactor.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	for _, lp := range *s.loopArr.Load() {
+		lp := lp
+		_ = lp.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
+			for c := range lp.conns {
+				if c.state == stateWS {
+					c.close(closeShutdown, "")
+				} else if c.state == stateHTTP {
+					c.gc.Close()
+				}
+			}
+			return nil
+		}))
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.wsConns.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			goto stop
+		case <-tick.C:
+		}
+	}
+stop:
+	err := s.eng.Stop(ctx)
+	s.pool.stop()
+	<-s.stopped
+	return err
+}
+
+// OnBoot records the engine and the bound address.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := syscall.Getsockname(fd); err == nil {
+			switch a := sa.(type) {
+			case *syscall.SockaddrInet4:
+				s.addr.Store(&net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port})
+			case *syscall.SockaddrInet6:
+				s.addr.Store(&net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port})
+			}
+		}
+		syscall.Close(fd)
+	}
+	close(s.started)
+	return gnet.None
+}
+
+func (s *Server) loopOf(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	if lp, ok := s.loops[el]; ok {
+		return lp
+	}
+	lp := &loop{el: el, conns: make(map[*conn]struct{})}
+	s.loops[el] = lp
+	arr := make([]*loop, 0, len(s.loops))
+	for _, l := range s.loops {
+		arr = append(arr, l)
+	}
+	s.loopArr.Store(&arr)
+	return lp
+}
+
+// OnOpen attaches our per-connection state.
+func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	lp := s.loopOf(gc.EventLoop())
+	c := &conn{srv: s, gc: gc, lp: lp, state: stateHTTP}
+	gc.SetContext(c)
+	lp.conns[c] = struct{}{}
+	return nil, gnet.None
+}
+
+// OnClose is the only cleanup site (STYLE §5).
+func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.None
+	}
+	c.onClosed(err)
+	delete(c.lp.conns, c)
+	return gnet.None
+}
+
+// OnTraffic dispatches on the connection's state.
+func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.Close
+	}
+	switch c.state {
+	case stateHTTP:
+		c.onHTTP()
+	case stateWS:
+		c.onFrames()
+	default:
+		// stateREST: a request is in flight; pipelined bytes wait in the
+		// inbound buffer until its response is written (then Wake).
+		// stateClosed: discard whatever the peer still sends.
+		if c.state == stateClosed {
+			_, _ = gc.Discard(gc.InboundBuffered())
+		}
+	}
+	return gnet.None
+}
+
+// OnTick posts one keep-alive sweep per loop each second.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	now := s.now()
+	for _, lp := range *s.loopArr.Load() {
+		lp := lp
+		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			lp.sweep(now)
+			return nil
+		}))
+	}
+	return time.Second, gnet.None
+}
+
+// sweep pings idle connections and closes those that stopped answering
+// (client-protocol.md §9.1: 3 × interval without any inbound frame).
+func (lp *loop) sweep(now time.Time) {
+	n := now.UnixNano()
+	for c := range lp.conns {
+		if c.state != stateWS {
+			continue
+		}
+		ka := int64(c.hub.keepAlive)
+		if n-c.lastRead > 3*ka {
+			c.close(closePingTimeout, "")
+			continue
+		}
+		if n-c.lastPing >= ka {
+			c.lastPing = n
+			c.writeControl(pingFrame)
+		}
+	}
+}
+
+// gnetLogger adapts slog to gnet's logger interface.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...), "src", "gnet") }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...), "src", "gnet") }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "src", "gnet") }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
