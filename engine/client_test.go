@@ -85,6 +85,15 @@ func TestHandshake(t *testing.T) {
 			}
 		})
 	}
+	t.Run("recovery-refused-with-1008", func(t *testing.T) {
+		c, err := dial(t, s, "/client/hubs/hub1?awps_connection_id=abc&awps_reconnection_token=x", "json.reliable.webpubsub.azure.v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := c.expectClose(); code != ws.StatusPolicyViolation {
+			t.Fatalf("close %d, want 1008", code)
+		}
+	})
 	t.Run("reject/not-an-upgrade", func(t *testing.T) {
 		tok := clientToken(t, s, "hub1", "u", nil, nil)
 		resp, err := http.Get(s.testURL() + "/client/hubs/hub1?access_token=" + tok)

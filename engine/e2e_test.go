@@ -54,6 +54,9 @@ type e2eScenario struct {
 	env map[string]string
 	// sigtermOnReady sends SIGTERM to the server when the script prints {"type":"ready"}.
 	sigtermOnReady bool
+	// reliableOnly scenarios test json.reliable.webpubsub.azure.v1 itself (recovery); they run
+	// in TestE2E only.
+	reliableOnly bool
 }
 
 // e2eScenarios must list exactly the scenarios that `node scenarios.mjs --list` prints, so a
@@ -82,6 +85,7 @@ var e2eScenarios = []e2eScenario{
 		config: "hubs:\n  anon:\n    anonymousConnectPolicy: allow\n",
 		env:    map[string]string{"WEBPUBSUB_HUB": "anon"},
 	},
+	{name: "recovery", reliableOnly: true},
 	{name: "shutdown", sigtermOnReady: true},
 }
 
@@ -139,18 +143,21 @@ func repoRoot() (string, error) {
 // TestE2E runs every scenario with the JS client's default subprotocol,
 // json.reliable.webpubsub.azure.v1.
 func TestE2E(t *testing.T) {
-	runScenarios(t, nil)
+	runScenarios(t, true, nil)
 }
 
 // TestE2EJSONProtocol runs every scenario again with json.webpubsub.azure.v1.
 func TestE2EJSONProtocol(t *testing.T) {
-	runScenarios(t, map[string]string{"WEBPUBSUB_PROTOCOL": "json.webpubsub.azure.v1"})
+	runScenarios(t, false, map[string]string{"WEBPUBSUB_PROTOCOL": "json.webpubsub.azure.v1"})
 }
 
-func runScenarios(t *testing.T, env map[string]string) {
+func runScenarios(t *testing.T, reliable bool, env map[string]string) {
 	sdk := requireNode(t)
 	checkScenarioList(t, sdk)
 	for _, sc := range e2eScenarios {
+		if sc.reliableOnly && !reliable {
+			continue
+		}
 		t.Run(sc.name, func(t *testing.T) {
 			srv := startServer(t, sc.config)
 			merged := map[string]string{}
@@ -233,6 +240,7 @@ type server struct {
 	connLine  string   // the "Connection string:" line, if printed
 	stderr    bytes.Buffer
 	signalled bool
+	stopSent  time.Time
 }
 
 var listeningRE = regexp.MustCompile(`webpubsub: listening on (http://127\.0\.0\.1:\d+)`)
@@ -352,6 +360,7 @@ func (s *server) signalStop() {
 		return
 	}
 	s.signalled = true
+	s.stopSent = time.Now()
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 }
 
@@ -368,6 +377,10 @@ func (s *server) stop(t *testing.T) {
 		t.Errorf("server did not exit within %v of SIGTERM; killed", serverStopTimeout)
 		return
 	}
+	s.mu.Lock()
+	took := time.Since(s.stopSent)
+	s.mu.Unlock()
+	t.Logf("server exited %v after SIGTERM", took.Round(time.Millisecond))
 	if s.waitErr != nil {
 		t.Errorf("server exit after SIGTERM: %v (want exit code 0)", s.waitErr)
 	}

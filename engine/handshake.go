@@ -48,6 +48,13 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		return
 	}
 	hub := s.hub(hubName)
+	if q.Get("awps_connection_id") != "" {
+		// A reliable-recovery request (§1.3, §7.5). The token is ignored; this server
+		// keeps no logical connections yet (issue 5), so recovery is refused the way
+		// the spec says: complete the upgrade, then close with 1008.
+		c.refuseRecovery(head, h, hubName)
+		return
+	}
 	token := q.Get("access_token")
 	if token == "" {
 		if auth := string(h.Peek("Authorization")); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
@@ -163,4 +170,25 @@ func newConnectionID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// refuseRecovery upgrades a recovery request and closes it with 1008 so the SDK
+// stops recovering and opens a new connection (client-protocol.md §1.7, §7.5).
+func (c *conn) refuseRecovery(head []byte, h *fasthttp.RequestHeader, hubName string) {
+	var offered []string
+	for _, v := range h.PeekAll("Sec-WebSocket-Protocol") {
+		offered = wsproto.SplitProtocols(offered, string(v))
+	}
+	selected, kind := wsproto.SelectProtocol(offered)
+	resp, err := wsproto.AppendUpgradeResponse(nil, head, selected)
+	if err == nil {
+		if kind.IsPubSub() {
+			resp = wsproto.AppendFrame(resp, ws.OpText, wsproto.AppendDisconnected(nil, "BadRequest: the connection cannot be recovered"))
+		}
+		resp = wsproto.AppendCloseFrame(resp, ws.StatusPolicyViolation, "BadRequest")
+	}
+	c.srv.log.Info("recovery refused", "hub", hubName, "remote", c.remote())
+	_, _ = c.gc.Write(resp)
+	c.state = stateClosed
+	_ = c.gc.Close()
 }

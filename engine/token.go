@@ -167,7 +167,8 @@ type TokenVerifier struct {
 // NewTokenVerifier returns a verifier for the non-empty keys. skew is the allowance on
 // exp and nbf: zero means 5 minutes, negative means none. strictHostEndpoints lists the
 // public endpoints (such as "https://wps.example.com") whose scheme and host an aud must
-// carry; empty means the host is not checked, only the path.
+// carry; empty strings are skipped, and no endpoint at all means the host is not checked,
+// only the path. An endpoint that is not an http(s) or ws(s) URL matches nothing.
 func NewTokenVerifier(keys Keys, skew time.Duration, strictHostEndpoints []string) *TokenVerifier {
 	v := &TokenVerifier{skew: skew}
 	if skew == 0 {
@@ -181,8 +182,13 @@ func NewTokenVerifier(keys Keys, skew time.Duration, strictHostEndpoints []strin
 		}
 	}
 	for _, ep := range strictHostEndpoints {
+		if ep == "" {
+			continue
+		}
 		scheme, authority, _, ok := splitURL(ep)
 		if !ok {
+			// Fail closed: an endpoint we cannot parse matches no token.
+			v.origins = append(v.origins, "invalid endpoint")
 			continue
 		}
 		v.origins = append(v.origins, normalizeOrigin(scheme, authority))
@@ -201,7 +207,8 @@ func newVerifyKey(key string) verifyKey {
 	return verifyKey{macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}
 }
 
-// sumTo appends HMAC-SHA256(key, msg) to dst[:0] and reports success.
+// sumTo appends HMAC-SHA256(key, msg) to dst and reports success; pass a slice with
+// room for 32 bytes to avoid an allocation.
 func (k verifyKey) sumTo(dst, msg []byte) bool {
 	mac, ok := k.macs.Get().(hash.Hash)
 	if !ok {

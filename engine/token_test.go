@@ -336,6 +336,10 @@ func TestVerifyClientAudience(t *testing.T) {
 			strict: []string{"http://localhost:8080"}},
 		{name: "strict-array", aud: `["http://evil/client/hubs/hub1","http://localhost:8080/client/hubs/hub1"]`, hub: "hub1",
 			strict: []string{"http://localhost:8080"}, ok: true},
+		{name: "strict-empty-entry-ignored", aud: `"http://any/client/hubs/hub1"`, hub: "hub1",
+			strict: []string{""}, ok: true},
+		{name: "strict-invalid-entry-fails-closed", aud: `"http://any/client/hubs/hub1"`, hub: "hub1",
+			strict: []string{"not a url"}},
 		{name: "strict-ipv6", aud: `"http://[::1]:80/client/hubs/hub1"`, hub: "hub1",
 			strict: []string{"http://[::1]"}, ok: true},
 	}

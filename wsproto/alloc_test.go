@@ -17,8 +17,8 @@ func TestParseFrameAllocs(t *testing.T) {
 		AppendMaskedFrame(nil, true, ws.OpText, testMask, []byte(`{"type":"ping"}`)),
 		AppendMaskedFrame(nil, true, ws.OpBinary, testMask, make([]byte, 70000)),
 		AppendMaskedFrame(nil, true, ws.OpPing, testMask, []byte("x")),
-		{0x81, 0x05, 'H', 'e', 'l', 'l', 'o'},                     // unmasked: error path
-		bitsNoT("1 000 0010 | 1 1111110 | 00000011 11101000"), // 1009 path
+		{0x81, 0x05, 'H', 'e', 'l', 'l', 'o'},                 // unmasked: error path
+		bits(t, "1 000 0010 | 1 1111110 | 00000011 11101000"), // 1009 path
 	}
 	for _, in := range frames {
 		if n := testing.AllocsPerRun(100, func() { _, _, _ = ParseFrame(in, 999) }); n != 0 {
@@ -68,11 +68,3 @@ func TestBroadcastEncodeAllocs(t *testing.T) {
 		t.Fatalf("broadcast encode: %v allocs", n)
 	}
 }
-
-// bitsNoT is bits for use outside a test function.
-func bitsNoT(s string) []byte { return bits(panicTB{}, s) }
-
-type panicTB struct{ testing.TB }
-
-func (panicTB) Helper()                           {}
-func (panicTB) Fatalf(format string, args ...any) { panic(format) }

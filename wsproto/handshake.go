@@ -23,6 +23,8 @@ const (
 // client (client-protocol.md §3) or one of the four PubSub subprotocols.
 type Kind uint8
 
+// Kinds, in the order of client-protocol.md §1.6's table; KindSimple is the
+// zero value.
 const (
 	KindSimple Kind = iota
 	KindJSON

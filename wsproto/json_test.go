@@ -168,7 +168,9 @@ var encodeCases = map[string]map[string]func([]byte) []byte{
 		"forbidden": func(b []byte) []byte {
 			return AppendAck(b, 2, "Forbidden", "The connection has no permission to send to group 'group2'.")
 		},
-		"duplicate": func(b []byte) []byte { return AppendAck(b, 3, "Duplicate", "Message with ack-id: 3 has been processed") },
+		"duplicate": func(b []byte) []byte {
+			return AppendAck(b, 3, "Duplicate", "Message with ack-id: 3 has been processed")
+		},
 		"failed": func(b []byte) []byte {
 			return AppendAck(b, 6, "InvocationFailed", "The event handler returned a failure status.")
 		},

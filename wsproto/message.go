@@ -9,6 +9,7 @@ import (
 // subprotocol (client-protocol.md §5.2).
 type MessageType uint8
 
+// Message types; the zero value is no valid type.
 const (
 	MsgJoinGroup MessageType = iota + 1
 	MsgLeaveGroup
@@ -72,6 +73,7 @@ func messageTypeOf(b []byte) MessageType {
 // value is DataJSON, the default when "dataType" is absent.
 type DataType uint8
 
+// Data types, client-protocol.md §4.1.
 const (
 	DataJSON DataType = iota
 	DataText

@@ -385,7 +385,7 @@ func bad(path string, v any, format string, args ...any) error {
 }
 
 // scalarText returns the text of a scalar: strings as they are, numbers and booleans
-// rendered. ok is false for mappings and lists; nil is "".
+// rendered, nil as "". Mappings, lists and failed ${VAR} expansions are errors.
 func scalarText(path string, v any) (string, error) {
 	switch x := v.(type) {
 	case nil:
@@ -564,6 +564,10 @@ func buildConfig(root map[string]any, info *fileInfo) (engine.Config, error) {
 		if err := step(); err != nil {
 			return engine.Config{}, err
 		}
+	}
+	if cfg.Auth.StrictAudienceHost && cfg.PublicEndpoint == "" {
+		// The strict check compares with endpoint.public; without it nothing would match.
+		return engine.Config{}, errors.New("config: auth.strictAudienceHost: needs endpoint.public")
 	}
 	return cfg, nil
 }

@@ -386,6 +386,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"skew-negative", "auth: {clockSkewSeconds: -5}", "auth.clockSkewSeconds"},
 		{"strict-not-bool", "auth: {strictAudienceHost: 3}", "auth.strictAudienceHost"},
 		{"entra", "auth: {entra: {enabled: true}}", "auth.entra.enabled"},
+		{"strict-without-public", "auth: {strictAudienceHost: true}", "auth.strictAudienceHost"},
 		{"entra-unknown", "auth: {entra: {tenant: x}}", `"auth.entra.tenant"`},
 		{"base-path-slash", "endpoint: {basePath: '/wps/'}", "endpoint.basePath"},
 		{"base-path-relative", "endpoint: {basePath: 'wps'}", "endpoint.basePath"},
