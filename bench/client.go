@@ -117,6 +117,9 @@ func (d *dialer) dial(ctx context.Context, i int, timeout time.Duration) (net.Co
 	return nd.DialContext(ctx, "tcp", d.addr)
 }
 
+// newReader returns a client's read buffer.
+func newReader(conn net.Conn) *bufio.Reader { return bufio.NewReaderSize(conn, readBufferBytes) }
+
 // client is one WebSocket connection. Only its own goroutine reads and writes it; other
 // goroutines may call conn.SetReadDeadline or conn.Close to stop it.
 type client struct {

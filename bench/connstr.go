@@ -40,7 +40,7 @@ func ParseConnectionString(cs string) (Service, error) {
 		}
 	}
 	if endpoint == "" || key == "" {
-		return Service{}, fmt.Errorf("%w: need Endpoint=... and AccessKey=...", ErrConnectionString)
+		return Service{}, fmt.Errorf("%w: it needs both Endpoint and AccessKey", ErrConnectionString)
 	}
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "https://" + endpoint

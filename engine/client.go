@@ -60,7 +60,11 @@ func (c *conn) protocolError(err error) {
 		return
 	}
 	c.log.Warn("websocket protocol error", "err", err)
-	c.close(closeProtocol, "BadRequest: "+err.Error())
+	r := closeProtocol
+	if pe != nil && pe.Status == ws.StatusInvalidFramePayloadData {
+		r = closeInvalidData
+	}
+	c.close(r, "BadRequest: "+err.Error())
 }
 
 func (c *conn) onFrame(f wsproto.Frame) {

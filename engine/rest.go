@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/bytedance/sonic"
@@ -170,8 +171,12 @@ func (s *Server) handleREST(ctx *fasthttp.RequestCtx) {
 			s.reg.LeaveAll(rc)
 		}
 		ctx.SetStatusCode(204)
+	case "GrantPermission", "RevokePermission", "CheckPermission":
+		s.permission(ctx, rt)
+	case "GenerateClientToken":
+		s.generateToken(ctx, rt)
 	default:
-		// TODO(issue 6): list, bulk group operations, permissions, generateToken.
+		// TODO(issue 6): list connections in a group and the filtered bulk group operations.
 		setError(ctx, 501, "Error.NotImplemented", "operation "+rt.op+" is not supported yet")
 	}
 }
@@ -325,4 +330,78 @@ func matchRoute(escPath, method string) (rt restRoute, allowed, found bool) {
 		return rt, false, false
 	}
 	return rt, method == want, true
+}
+
+// permission grants, revokes or checks a connection's permission (rest-api.md §3.19).
+func (s *Server) permission(ctx *fasthttp.RequestCtx, rt restRoute) {
+	p, ok := registry.ParsePermission(rt.perm)
+	if !ok || !p.Valid() {
+		setError(ctx, 400, "Error.BadRequest", "permission must be sendToGroup or joinLeaveGroup")
+		return
+	}
+	target := string(ctx.QueryArgs().Peek("targetName"))
+	if target != "" && !wsproto.ValidGroupName(target) {
+		setError(ctx, 400, "Error.BadRequest", "invalid targetName: it must be a valid group name")
+		return
+	}
+	rc := s.reg.Conn(rt.hub, rt.conn)
+	switch rt.op {
+	case "GrantPermission":
+		if rc == nil {
+			setError(ctx, 404, "Error.NotFound", "Connection id '"+rt.conn+"' doesn't exist")
+			return
+		}
+		rc.Grant(p, target)
+		ctx.SetStatusCode(200)
+	case "RevokePermission":
+		if rc != nil {
+			rc.Revoke(p, target)
+		}
+		ctx.SetStatusCode(204)
+	case "CheckPermission":
+		existsStatus(ctx, rc != nil && rc.Can(p, target))
+	}
+}
+
+// generateToken issues a client access token signed with the primary key
+// (rest-api.md §3.20).
+func (s *Server) generateToken(ctx *fasthttp.RequestCtx, rt restRoute) {
+	args := ctx.QueryArgs()
+	minutes := 60
+	if v := args.Peek("minutesToExpire"); v != nil {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 {
+			setError(ctx, 400, "Error.BadRequest", "minutesToExpire must be an integer of at least 1")
+			return
+		}
+		minutes = n
+	}
+	if ct := string(args.Peek("clientType")); ct != "" && !strings.EqualFold(ct, "Default") {
+		setError(ctx, 400, "Error.BadRequest", "clientType "+ct+" is not supported by this server; use Default")
+		return
+	}
+	var roles, groups []string
+	for _, r := range args.PeekMulti("role") {
+		roles = append(roles, string(r))
+	}
+	for _, g := range args.PeekMulti("group") {
+		if !wsproto.ValidGroupName(string(g)) {
+			setError(ctx, 400, "Error.BadRequest", "invalid group name in group parameter")
+			return
+		}
+		groups = append(groups, string(g))
+	}
+	endpoint := s.cfg.PublicEndpoint
+	if endpoint == "" {
+		endpoint = "http://" + string(ctx.Host())
+	}
+	tok, err := SignClientToken(s.cfg.Keys.Primary, endpoint, rt.hub, string(args.Peek("userId")), roles, groups, s.now(), time.Duration(minutes)*time.Minute)
+	if err != nil {
+		setError(ctx, 500, "Error.InternalServerError", "could not sign the token")
+		return
+	}
+	ctx.SetStatusCode(200)
+	ctx.SetContentType("application/json; charset=utf-8")
+	body := append([]byte(`{"token":`), appendJSONString(nil, tok)...)
+	ctx.SetBody(append(body, '}'))
 }

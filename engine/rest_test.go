@@ -288,3 +288,45 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	waitFor(t, func() bool { return s.reg.Conn("hub1", slowID) == nil })
 }
+
+func TestRESTPermissions(t *testing.T) {
+	s := testServer(t, nil)
+	c, m := mustJSONClient(t, s, "hub1", "u", nil, nil)
+	id := m["connectionId"].(string)
+	perm := "/api/hubs/hub1/permissions/joinLeaveGroup/connections/" + id
+	wantStatus(t, restReq(t, s, "HEAD", perm+"?targetName=g1", "", nil), 404)
+	c.send(`{"type":"joinGroup","group":"g1","ackId":1}`)
+	if r := c.readJSON(); r["success"] != false {
+		t.Fatalf("join before grant: %v", r)
+	}
+	wantStatus(t, restReq(t, s, "PUT", perm+"?targetName=g1", "", nil), 200)
+	wantStatus(t, restReq(t, s, "HEAD", perm+"?targetName=g1", "", nil), 200)
+	wantStatus(t, restReq(t, s, "HEAD", perm, "", nil), 404) // group grant is not hub-wide
+	c.send(`{"type":"joinGroup","group":"g1","ackId":2}`)
+	jsonEq(t, c.readJSON(), `{"type":"ack","ackId":2,"success":true}`)
+	wantStatus(t, restReq(t, s, "PUT", perm, "", nil), 200)
+	wantStatus(t, restReq(t, s, "HEAD", perm+"?targetName=any", "", nil), 200)
+	wantStatus(t, restReq(t, s, "DELETE", perm, "", nil), 204) // clears group grants too
+	wantStatus(t, restReq(t, s, "HEAD", perm+"?targetName=g1", "", nil), 404)
+	wantStatus(t, restReq(t, s, "PUT", "/api/hubs/hub1/permissions/joinLeaveGroup/connections/nope", "", nil), 404)
+	wantStatus(t, restReq(t, s, "PUT", "/api/hubs/hub1/permissions/fly/connections/"+id, "", nil), 400)
+}
+
+func TestRESTGenerateToken(t *testing.T) {
+	s := testServer(t, nil)
+	resp := restReq(t, s, "POST", "/api/hubs/hub1/:generateToken?userId=u9&role=webpubsub.joinLeaveGroup&group=g1&minutesToExpire=5", "", nil)
+	wantStatus(t, resp, 200)
+	var out struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Token == "" {
+		t.Fatalf("body: %v %v", out, err)
+	}
+	c, err := dial(t, s, "/client/hubs/hub1?access_token="+out.Token, "json.webpubsub.azure.v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.readJSON(); m["userId"] != "u9" {
+		t.Fatalf("connected %v", m)
+	}
+	wantStatus(t, restReq(t, s, "HEAD", "/api/hubs/hub1/groups/g1", "", nil), 200)
+	wantStatus(t, restReq(t, s, "POST", "/api/hubs/hub1/:generateToken?minutesToExpire=0", "", nil), 400)
+}

@@ -48,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stdout, stderr)
 	case "token":
 		return token(args, stdout, stderr)
+	case "bench":
+		return benchCmd(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "webpubsub %s\n", version)
 		return exitOK

@@ -580,6 +580,25 @@ const scenarios = {
     c.check("raw upgrade without token on a denying hub gets 401", draw.ok && draw.value.status === 401, 401, draw.ok ? draw.value : errInfo(draw.error));
   },
 
+  // cliToken connects with a URL printed by `webpubsub token` (WEBPUBSUB_CLIENT_URL), made
+  // for user WEBPUBSUB_EXPECT_USER with role webpubsub.sendToGroup and group
+  // WEBPUBSUB_EXPECT_GROUP, and checks that the server honours every claim.
+  async cliToken(env, c) {
+    const url = process.env.WEBPUBSUB_CLIENT_URL;
+    const user = process.env.WEBPUBSUB_EXPECT_USER;
+    const group = process.env.WEBPUBSUB_EXPECT_GROUP;
+    if (!url || !user || !group) {
+      throw new Error("cliToken needs WEBPUBSUB_CLIENT_URL, WEBPUBSUB_EXPECT_USER and WEBPUBSUB_EXPECT_GROUP");
+    }
+    const h = await env.connect("cli", { url, autoReconnect: false });
+    c.eq("connected.userId from --user", h.inbox.find((e) => e.kind === "connected").userId, user);
+    await expectOK(c, `REST group(${group}).sendToAll`, env.service.group(group).sendToAll({ cli: true }));
+    await expectMessage(c, h, "--group joined at connect", "group", { dataType: "json", data: { cli: true }, group, fromUserId: undefined });
+    await expectOK(c, "sendToGroup allowed by --role", h.client.sendToGroup(group, "from cli", "text"));
+    await expectMessage(c, h, "sendToGroup echo", "group", { dataType: "text", data: "from cli", group, fromUserId: user });
+    await expectAckError(c, "joinGroup without a joinLeaveGroup role", h.client.joinGroup("elsewhere"), "Forbidden");
+  },
+
   // recovery needs json.reliable.webpubsub.azure.v1: it drops one client's socket without a
   // close frame and checks that the SDK recovers the same logical connection (same
   // connectionId, no disconnected event) and receives what was sent meanwhile, exactly once

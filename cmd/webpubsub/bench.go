@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/webpubsub/webpubsub/bench"
+	"github.com/webpubsub/webpubsub/engine"
+)
+
+const benchUsage = `usage:
+  webpubsub bench idle    --server-pid PID [--conns N] [--hold 10s] [common flags]
+  webpubsub bench connect [--conns N] [--concurrency C] [--server-pid PID] [common flags]
+  webpubsub bench fanout  [--members N] [--messages M] [--rate R] [--size B] [--server-pid PID] [common flags]
+
+Load-tests a running server over real sockets, from this process:
+  idle     hold N idle connections; server RSS per connection (needs --server-pid, same host)
+  connect  connect storm; handshakes/s, handshake latency p50/p99, failures by kind
+  fanout   N members of one group, M REST group sends at R/s of B bytes; deliveries/s,
+           completeness, end-to-end latency, server CPU per million deliveries
+
+The bench runs one goroutine and one socket per connection, so N is bounded by this
+process's open-file limit (ulimit -n; about 19000 connections under a 20000 limit).
+Every run stops by itself: after the count, the planned time and --timeout.
+The result is printed as a table and as a Go benchmark line (benchstat can compare runs).
+Run "webpubsub bench SCENARIO --help" for all flags.
+`
+
+// benchCmd runs "webpubsub bench SCENARIO [flags]".
+func benchCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, benchUsage)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	scenario, args := args[0], args[1:]
+	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: webpubsub bench %s [flags]\n", scenario)
+		fs.PrintDefaults()
+	}
+	cs := fs.String("connection-string", os.Getenv("WEBPUBSUB_CONNECTION_STRING"), "connection string (default $WEBPUBSUB_CONNECTION_STRING, else the development one on 127.0.0.1:8080)")
+	var o bench.Options
+	fs.StringVar(&o.Hub, "hub", "bench", "hub to connect to")
+	fs.DurationVar(&o.Timeout, "timeout", 0, "bound on waiting for the server (ramp-up, drain), added to the planned time (default 60s)")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 0, "bound on one connection from dial to its connected event (default 10s)")
+	fs.IntVar(&o.Concurrency, "concurrency", 200, "handshakes in flight")
+	fs.IntVar(&o.LoopbackSources, "loopback-sources", 254, "spread source addresses over 127.0.0.1-127.0.0.N against a loopback server; -1 lets the kernel pick")
+	fs.IntVar(&o.ServerPID, "server-pid", 0, "server process id, to read its memory, threads and CPU time from /proc")
+	format := fs.String("format", "text", "text (table and benchmark line), bench (benchmark lines only) or json")
+	progress := fs.Bool("progress", isTerminal(os.Stderr), "print a status line to stderr every second (default: when stderr is a terminal)")
+
+	var run func(context.Context) (*bench.Result, error)
+	switch scenario {
+	case "idle":
+		var c bench.IdleConfig
+		fs.IntVar(&c.Conns, "conns", 1000, "connections to hold")
+		fs.DurationVar(&c.Hold, "hold", 0, "how long to hold them once all are up (default 10s)")
+		run = func(ctx context.Context) (*bench.Result, error) { c.Options = o; return bench.RunIdle(ctx, c) }
+	case "connect":
+		var c bench.ConnectConfig
+		fs.IntVar(&c.Conns, "conns", 1000, "connections to open")
+		run = func(ctx context.Context) (*bench.Result, error) { c.Options = o; return bench.RunConnect(ctx, c) }
+	case "fanout":
+		var c bench.FanoutConfig
+		fs.IntVar(&c.Members, "members", 1000, "group members (connections)")
+		fs.IntVar(&c.Messages, "messages", 50, "REST group sends")
+		fs.Float64Var(&c.Rate, "rate", 5, "sends per second")
+		fs.IntVar(&c.SizeBytes, "size", 64, "payload bytes (at least 31: send time and sequence number)")
+		fs.StringVar(&c.Group, "group", "bench", "group name")
+		fs.IntVar(&c.InFlight, "in-flight", 16, "REST sends in flight at most")
+		run = func(ctx context.Context) (*bench.Result, error) { c.Options = o; return bench.RunFanout(ctx, c) }
+	default:
+		fmt.Fprintf(stderr, "webpubsub bench: unknown scenario %q\n", scenario)
+		fmt.Fprint(stderr, benchUsage)
+		return exitUsage
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "webpubsub bench %s: unexpected argument %q\n", scenario, fs.Arg(0))
+		return exitUsage
+	}
+	if *format != "text" && *format != "bench" && *format != "json" {
+		fmt.Fprintf(stderr, "webpubsub bench: --format %q: use text, bench or json\n", *format)
+		return exitUsage
+	}
+	if *cs == "" {
+		*cs = "Endpoint=http://127.0.0.1:8080;AccessKey=" + engine.DevAccessKey + ";Version=1.0;"
+	}
+	svc, err := bench.ParseConnectionString(*cs)
+	if err != nil {
+		fmt.Fprintf(stderr, "webpubsub bench: %v\n", err)
+		return exitUsage
+	}
+	o.Service = svc
+	if *progress {
+		o.Progress = stderr
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := run(ctx)
+	if err != nil && res == nil {
+		fmt.Fprintf(stderr, "webpubsub bench %s: %v\n", scenario, err)
+		if errors.Is(err, bench.ErrConfig) {
+			return exitUsage
+		}
+		return exitRuntime
+	}
+	switch *format {
+	case "json":
+		_ = res.WriteJSON(stdout)
+	case "bench":
+		_ = bench.WriteBenchmarkHeader(stdout, bench.CPUModel())
+		_ = res.WriteBenchmark(stdout)
+	default:
+		_ = res.WriteText(stdout)
+		fmt.Fprintln(stdout)
+		_ = bench.WriteBenchmarkHeader(stdout, bench.CPUModel())
+		_ = res.WriteBenchmark(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "webpubsub bench %s: %v\n", scenario, err)
+		return exitRuntime
+	}
+	return exitOK
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
