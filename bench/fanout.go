@@ -166,6 +166,9 @@ type fanout struct {
 
 	mu       sync.Mutex
 	failures map[string]int64
+
+	statusGot int64 // status's previous reading; only the progress goroutine uses these
+	statusAt  time.Time
 }
 
 func (fo *fanout) status() string {
@@ -175,8 +178,14 @@ func (fo *fanout) status() string {
 		failed += n
 	}
 	fo.mu.Unlock()
-	return fmt.Sprintf("sent %d/%d  accepted %d  send errors %d  delivered %d",
-		fo.sent.Load(), fo.cfg.Messages, fo.accepted.Load(), failed, fo.received.Load())
+	got, now := fo.received.Load(), time.Now()
+	rate := 0.0
+	if !fo.statusAt.IsZero() {
+		rate = float64(got-fo.statusGot) / now.Sub(fo.statusAt).Seconds()
+	}
+	fo.statusGot, fo.statusAt = got, now
+	return fmt.Sprintf("sent %d/%d  accepted %d  send errors %d  delivered %d (%.0f/s)",
+		fo.sent.Load(), fo.cfg.Messages, fo.accepted.Load(), failed, got, rate)
 }
 
 func (fo *fanout) fail(kind string) {
@@ -253,8 +262,11 @@ func (fo *fanout) publish(ctx context.Context) {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			fo.fail("send-not-attempted")
+			continue
 		}
 		if ctx.Err() != nil {
+			<-slots
 			fo.fail("send-not-attempted")
 			continue
 		}

@@ -907,7 +907,7 @@ func readEventHandler(path string, v any) (engine.EventHandler, error) {
 func checkURLTemplate(tmpl string) error {
 	lower := strings.ToLower(tmpl)
 	if strings.Contains(lower, "@microsoft.keyvault(") {
-		return errors.New("Key Vault references are not supported; use ${VAR} expansion from the environment")
+		return errors.New("key vault references are not supported; use ${VAR} expansion from the environment")
 	}
 	if strings.HasPrefix(lower, "tunnel:") {
 		return errors.New("tunnel: URLs are not supported; give the app's reachable http(s) URL")

@@ -238,7 +238,7 @@ func parseConnectionString(cs string) (endpoint, key string, err error) {
 		}
 	}
 	if endpoint == "" || key == "" {
-		return "", "", errors.New("connection string needs Endpoint=... and AccessKey=...")
+		return "", "", errors.New("connection string needs Endpoint=<url> and AccessKey=<key>")
 	}
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "https://" + endpoint
