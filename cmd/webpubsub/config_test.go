@@ -356,7 +356,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"url-scheme", handler(`{urlTemplate: "ftp://a/{event}"}`), "hubs.chat.eventHandlers[0].urlTemplate"},
 		{"url-relative", handler(`{urlTemplate: "/api/{event}"}`), "hubs.chat.eventHandlers[0].urlTemplate"},
 		{"url-host-placeholder", handler(`{urlTemplate: "http://{hub}.app/{event}"}`), "placeholders are not allowed in the host"},
-		{"url-keyvault", handler(`{urlTemplate: "https://app/api?code={@Microsoft.KeyVault(SecretUri=https://kv/secrets/s)}"}`), "Key Vault"},
+		{"url-keyvault", handler(`{urlTemplate: "https://app/api?code={@Microsoft.KeyVault(SecretUri=https://kv/secrets/s)}"}`), "key vault"},
 		{"url-tunnel", handler(`{urlTemplate: "tunnel:///api/{event}"}`), "tunnel:"},
 		{"url-unknown-placeholder", handler(`{urlTemplate: "http://a/{user}"}`), "{user}"},
 		{"url-unbalanced", handler(`{urlTemplate: "http://a/{event"}`), "hubs.chat.eventHandlers[0].urlTemplate"},
