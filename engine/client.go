@@ -55,11 +55,11 @@ func (c *conn) onFrames() {
 func (c *conn) protocolError(err error) {
 	var pe *wsproto.ProtocolError
 	if errors.As(err, &pe) && pe.Status == ws.StatusMessageTooBig {
-		c.log.Warn("message too big", "limit_bytes", c.srv.cfg.Limits.MaxMessageBytes)
+		c.logger().Warn("message too big", "limit_bytes", c.srv.cfg.Limits.MaxMessageBytes)
 		c.close(closeTooBig, "BadRequest: message exceeds "+strconv.Itoa(c.srv.cfg.Limits.MaxMessageBytes)+" bytes")
 		return
 	}
-	c.log.Warn("websocket protocol error", "err", err)
+	c.logger().Warn("websocket protocol error", "err", err)
 	r := closeProtocol
 	if pe != nil && pe.Status == ws.StatusInvalidFramePayloadData {
 		r = closeInvalidData
@@ -121,22 +121,22 @@ func (c *conn) onFrame(f wsproto.Frame) {
 // inbound buffer: anything kept beyond this call is copied.
 func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 	if op == ws.OpText && !utf8.Valid(payload) {
-		c.log.Warn("text frame is not valid UTF-8")
+		c.logger().Warn("text frame is not valid UTF-8")
 		c.close(closeInvalidData, "BadRequest: text frame is not valid UTF-8")
 		return
 	}
 	if !c.kind.IsPubSub() {
 		// TODO(issue 4): simple clients' frames become upstream `message` events.
-		c.srv.dropLog.log(c.log, "message from a simple client dropped: no upstream event handler yet", "bytes", len(payload))
+		c.srv.dropLog.log(c.logger(), "message from a simple client dropped: no upstream event handler yet", "bytes", len(payload))
 		return
 	}
-	m := &c.msg
+	m := &c.lp.msg // decoded on the loop and not kept past this call
 	err := wsproto.DecodeJSONMessage(m, payload)
 	if err != nil {
 		var me *wsproto.MessageError
 		if errors.As(err, &me) {
 			if !me.HasAckID {
-				c.log.Debug("invalid request without ackId dropped", "err", err)
+				c.debug("invalid request without ackId dropped", "err", err)
 				return
 			}
 			if c.recordAck(me.AckID) {
@@ -146,7 +146,7 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 			}
 			return
 		}
-		c.log.Info("protocol violation", "err", err)
+		c.logger().Info("protocol violation", "err", err)
 		c.close(closeBadRequest, "BadRequest: invalid message format")
 		return
 	}
@@ -230,7 +230,7 @@ func (c *conn) fail(m *wsproto.ClientMessage, name, message string) {
 		c.sendAck(m.AckID, name, message)
 		return
 	}
-	c.log.Debug("request without ackId failed", "error", name, "detail", message)
+	c.debug("request without ackId failed", "error", name, "detail", message)
 }
 
 func (c *conn) sendDuplicate(id uint64) {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/gobwas/ws"
@@ -32,7 +33,6 @@ type conn struct {
 	kind     wsproto.Kind
 	protocol string
 	hub      *hubConfig
-	log      *slog.Logger
 
 	lastRead int64 // unix nanos of the last inbound frame
 	lastPing int64 // unix nanos of the last ping we sent
@@ -40,7 +40,23 @@ type conn struct {
 	frag   []byte     // reassembly of a fragmented message; nil when none
 	fragOp ws.OpCode  // opcode of the first fragment
 	acks   *ackWindow // ackIds seen, allocated on first use
-	msg    wsproto.ClientMessage
+}
+
+// debug logs at Debug level, building the logger only when Debug is enabled.
+func (c *conn) debug(msg string, args ...any) {
+	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.logger().Debug(msg, args...)
+	}
+}
+
+// logger returns the server logger with this connection's attributes. It is built
+// on demand: keeping a *slog.Logger per connection would cost ~200 bytes of every
+// idle connection for lines that are rarely written.
+func (c *conn) logger() *slog.Logger {
+	if c.rc == nil {
+		return c.srv.log.With(slog.String("remote", c.remote()))
+	}
+	return c.srv.log.With(slog.String("conn", c.rc.ID), slog.String("hub", c.rc.Hub), slog.String("user", c.rc.UserID))
 }
 
 // closeReason is the typed reason of a server-side close (STYLE §5).
@@ -122,7 +138,7 @@ func (c *conn) close(r closeReason, detail string) {
 		msg = r.category()
 	}
 	if r != closeClient {
-		c.log.Info("closing connection", "reason", r.category(), "detail", detail)
+		c.logger().Info("closing connection", "reason", r.category(), "detail", detail)
 	}
 	buf := c.lp.scratch[:0]
 	if c.kind.IsPubSub() && r != closeClient {
@@ -150,7 +166,7 @@ func (c *conn) onClosed(err error) {
 	c.srv.reg.Remove(c.rc)
 	c.srv.wsConns.Add(-1)
 	if prev != stateClosed || err != nil {
-		c.log.Debug("connection closed", "err", err)
+		c.debug("connection closed", "err", err)
 	}
 	c.frag = nil
 }
@@ -165,7 +181,7 @@ func (c *conn) write(frame []byte) {
 	// One message is always accepted onto an empty queue, so a message larger than
 	// the limit still reaches a client that keeps up.
 	if pending := c.gc.OutboundBuffered(); pending > 0 && pending+len(frame) > c.srv.cfg.Limits.MaxOutboundBytes {
-		c.log.Warn("slow consumer: outbound limit reached", "pending_bytes", pending)
+		c.logger().Warn("slow consumer: outbound limit reached", "pending_bytes", pending)
 		c.close(closeSlowClient, "")
 		return
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -122,7 +123,6 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		s.reg.Join(rc, g)
 	}
 	c.rc, c.kind, c.protocol, c.hub = rc, kind, selected, hub
-	c.log = s.log.With(slog.String("conn", id), slog.String("hub", hubName), slog.String("user", claims.UserID))
 	now := s.now().UnixNano()
 	c.lastRead, c.lastPing = now, now
 	c.state = stateWS
@@ -131,7 +131,9 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		resp = wsproto.AppendFrame(resp, ws.OpText, wsproto.AppendConnected(nil, claims.UserID, claims.HasUser, id, ""))
 	}
 	_, _ = c.gc.Write(resp)
-	c.log.Debug("connected", "protocol", selected, "groups", len(claims.Groups))
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.logger().Debug("connected", "protocol", selected, "groups", len(claims.Groups))
+	}
 }
 
 // hubFromPath extracts the hub from /client/hubs/{hub} (path wins) or /client?hub=.

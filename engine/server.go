@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/webpubsub/webpubsub/registry"
+	"github.com/webpubsub/webpubsub/wsproto"
 )
 
 // Server is one Web PubSub node: a gnet reactor that owns every socket of its public
@@ -61,8 +62,9 @@ type hubConfig struct {
 type loop struct {
 	el      gnet.EventLoop
 	conns   map[*conn]struct{}
-	scratch []byte // frame encode buffer, reused within one callback
-	body    []byte // message body encode buffer, reused within one callback
+	scratch []byte                // frame encode buffer, reused within one callback
+	body    []byte                // message body encode buffer, reused within one callback
+	msg     wsproto.ClientMessage // decode target; its scratch is shared by the loop's connections
 }
 
 // New validates cfg and builds a server. It does not listen yet; call Start.
