@@ -94,6 +94,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 		r.notef("only %d of %d members came up", members, cfg.Members)
 	}
 
+	fo.statusAt = time.Now()
 	stop := startProgress(cfg.Progress, "fanout", fo.status)
 	cpu0, cpuErr := serverCPU(&cfg.Options)
 	self0 := selfCPU()
@@ -179,10 +180,7 @@ func (fo *fanout) status() string {
 	}
 	fo.mu.Unlock()
 	got, now := fo.received.Load(), time.Now()
-	rate := 0.0
-	if !fo.statusAt.IsZero() {
-		rate = float64(got-fo.statusGot) / now.Sub(fo.statusAt).Seconds()
-	}
+	rate := float64(got-fo.statusGot) / now.Sub(fo.statusAt).Seconds()
 	fo.statusGot, fo.statusAt = got, now
 	return fmt.Sprintf("sent %d/%d  accepted %d  send errors %d  delivered %d (%.0f/s)",
 		fo.sent.Load(), fo.cfg.Messages, fo.accepted.Load(), failed, got, rate)

@@ -194,9 +194,14 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 		ctx.Response.SkipBody = true
 	}
 	out := appendResponse(nil, &ctx.Response)
+	after, _ := ctx.UserValue(afterResponseKey).(func())
+	ctx.ResetUserValues()
 	ctx.Request.Reset()
 	ctx.Response.Reset()
 	ctxPool.Put(ctx)
+	if after != nil {
+		defer after()
+	}
 	_ = gc.AsyncWrite(out, func(gc gnet.Conn, err error) error {
 		c, ok := gc.Context().(*conn)
 		if !ok || c.state != stateREST {

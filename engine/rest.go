@@ -115,8 +115,13 @@ func (s *Server) handleREST(ctx *fasthttp.RequestCtx) {
 			m.fromGroup, m.group = true, rt.group
 			targets = s.reg.GroupMembers(hub, rt.group)
 		}
-		n := s.deliver(targets, m, nil)
-		s.log.Debug("rest: send", "op", rt.op, "hub", hub, "recipients", n, "bytes", len(m.data))
+		// Deliver after the 202 is queued: the response then reaches the app before
+		// the loops are busy with this fan-out, and per-loop task order still keeps
+		// sequential sends in order.
+		afterResponse(ctx, func() {
+			n := s.deliver(targets, m, nil)
+			s.log.Debug("rest: send", "op", rt.op, "hub", hub, "recipients", n, "bytes", len(m.data))
+		})
 		ctx.SetStatusCode(202)
 	case "CloseAllConnections":
 		s.closeConns(s.reg.HubConns(hub), excluded, reason)
@@ -404,4 +409,11 @@ func (s *Server) generateToken(ctx *fasthttp.RequestCtx, rt restRoute) {
 	ctx.SetContentType("application/json; charset=utf-8")
 	body := append([]byte(`{"token":`), appendJSONString(nil, tok)...)
 	ctx.SetBody(append(body, '}'))
+}
+
+const afterResponseKey = "webpubsub.afterResponse"
+
+// afterResponse registers work that runREST runs once the response is queued.
+func afterResponse(ctx *fasthttp.RequestCtx, fn func()) {
+	ctx.SetUserValue(afterResponseKey, fn)
 }
