@@ -119,4 +119,8 @@ type Limits struct {
 	MaxOutboundBytes int
 	// MaxHeaderBytes bounds an HTTP request head. Zero means 16 KiB.
 	MaxHeaderBytes int
+	// HTTPIdleTimeout closes a plain HTTP connection (keep-alive REST, or a request
+	// head that has not completed) after this long without a whole request. Zero
+	// means 2 minutes.
+	HTTPIdleTimeout time.Duration
 }

@@ -34,7 +34,7 @@ type conn struct {
 	protocol string
 	hub      *hubConfig
 
-	lastRead int64 // unix nanos of the last inbound frame
+	lastRead int64 // unix nanos: last inbound frame (WebSocket) or when the connection became idle (HTTP)
 	lastPing int64 // unix nanos of the last ping we sent
 
 	frag   []byte     // reassembly of a fragmented message; nil when none

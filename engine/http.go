@@ -89,6 +89,7 @@ func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
 		return // wait for the body so the stream stays in sync
 	}
 	_, _ = c.gc.Discard(headLen + cl)
+	c.lastRead = c.srv.now().UnixNano() // a whole request arrived: the idle clock restarts
 	c.replyError(404, "Error.NotFound", "no route for "+path, h.ConnectionClose())
 }
 
@@ -212,6 +213,7 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 			return gc.Close()
 		}
 		c.state = stateHTTP
+		c.lastRead = c.srv.now().UnixNano() // idle from now: see Limits.HTTPIdleTimeout
 		if gc.InboundBuffered() > 0 {
 			c.onHTTP()
 		}

@@ -330,3 +330,26 @@ func TestRESTGenerateToken(t *testing.T) {
 	wantStatus(t, restReq(t, s, "HEAD", "/api/hubs/hub1/groups/g1", "", nil), 200)
 	wantStatus(t, restReq(t, s, "POST", "/api/hubs/hub1/:generateToken?minutesToExpire=0", "", nil), 400)
 }
+
+// TestHTTPIdleTimeout: a request head that never completes, and an idle keep-alive
+// connection, are both closed by the sweep.
+func TestHTTPIdleTimeout(t *testing.T) {
+	s := testServer(t, func(c *Config) { c.Limits.HTTPIdleTimeout = time.Second })
+	for _, sent := range []string{"GET /api/health HTTP/1.1\r\nHost: x\r\n", "GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n"} {
+		conn, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = conn.Write([]byte(sent))
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		b, err := io.ReadAll(conn) // returns at EOF, i.e. when the server closes
+		if err != nil {
+			t.Fatalf("%q: no close within 5s: %v (read %q)", sent, err, b)
+		}
+		if time.Since(start) < 900*time.Millisecond {
+			t.Fatalf("%q: closed after %v, before the idle timeout", sent, time.Since(start))
+		}
+	}
+}

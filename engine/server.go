@@ -137,6 +137,9 @@ func applyDefaults(cfg *Config) error {
 	if cfg.Limits.MaxOutboundBytes <= 0 {
 		cfg.Limits.MaxOutboundBytes = 16 << 20
 	}
+	if cfg.Limits.HTTPIdleTimeout <= 0 {
+		cfg.Limits.HTTPIdleTimeout = 2 * time.Minute
+	}
 	if cfg.Limits.MaxHeaderBytes <= 0 {
 		cfg.Limits.MaxHeaderBytes = 16 << 10
 	}
@@ -270,7 +273,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 // OnOpen attaches our per-connection state.
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	lp := s.loopOf(gc.EventLoop())
-	c := &conn{srv: s, gc: gc, lp: lp, state: stateHTTP}
+	c := &conn{srv: s, gc: gc, lp: lp, state: stateHTTP, lastRead: s.now().UnixNano()}
 	gc.SetContext(c)
 	lp.conns[c] = struct{}{}
 	return nil, gnet.None
@@ -315,7 +318,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	for _, lp := range *s.loopArr.Load() {
 		lp := lp
 		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			lp.sweep(now)
+			lp.sweep(now, int64(s.cfg.Limits.HTTPIdleTimeout))
 			return nil
 		}))
 	}
@@ -324,9 +327,16 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 
 // sweep pings idle connections and closes those that stopped answering
 // (client-protocol.md §9.1: 3 × interval without any inbound frame).
-func (lp *loop) sweep(now time.Time) {
+func (lp *loop) sweep(now time.Time, httpIdle int64) {
 	n := now.UnixNano()
 	for c := range lp.conns {
+		if c.state == stateHTTP && n-c.lastRead > httpIdle {
+			// An idle keep-alive connection, or a request head that never completed
+			// (slowloris): Limits.HTTPIdleTimeout.
+			c.state = stateClosed
+			_ = c.gc.Close()
+			continue
+		}
 		if c.state != stateWS {
 			continue
 		}

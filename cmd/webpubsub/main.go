@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/webpubsub/webpubsub/bench"
 	"github.com/webpubsub/webpubsub/engine"
 )
 
@@ -198,12 +199,13 @@ func token(args []string, stdout, stderr io.Writer) int {
 	if *cs == "" {
 		*cs = "Endpoint=http://127.0.0.1:8080;AccessKey=" + engine.DevAccessKey + ";Version=1.0;"
 	}
-	endpoint, key, err := parseConnectionString(*cs)
+	svc, err := bench.ParseConnectionString(*cs)
 	if err != nil {
 		fmt.Fprintf(stderr, "webpubsub token: %v\n", err)
 		return exitUsage
 	}
-	tok, err := engine.SignClientToken(key, endpoint, *hub, *user, roles, groups, time.Now(), *ttl)
+	endpoint := svc.Endpoint
+	tok, err := engine.SignClientToken(svc.AccessKey, endpoint, *hub, *user, roles, groups, time.Now(), *ttl)
 	if err != nil {
 		fmt.Fprintf(stderr, "webpubsub token: %v\n", err)
 		return exitUsage
@@ -216,39 +218,4 @@ func token(args []string, stdout, stderr io.Writer) int {
 	base := strings.TrimSuffix(u.Host+u.Path, "/")
 	fmt.Fprintf(stdout, "%s://%s/client/hubs/%s?access_token=%s\n", scheme, base, url.PathEscape(*hub), tok)
 	return exitOK
-}
-
-// parseConnectionString reads Endpoint, AccessKey and Port as the JS SDK does
-// (config.md §1.2): case-insensitive keys, value after the first '=', Port
-// overriding the endpoint's port. The endpoint returned has no trailing '/'.
-func parseConnectionString(cs string) (endpoint, key string, err error) {
-	var port string
-	for _, part := range strings.Split(cs, ";") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			continue
-		}
-		switch strings.ToLower(k) {
-		case "endpoint":
-			endpoint = v
-		case "accesskey":
-			key = v
-		case "port":
-			port = v
-		}
-	}
-	if endpoint == "" || key == "" {
-		return "", "", errors.New("connection string needs Endpoint=<url> and AccessKey=<key>")
-	}
-	if !strings.Contains(endpoint, "://") {
-		endpoint = "https://" + endpoint
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return "", "", fmt.Errorf("connection string Endpoint %q: %w", endpoint, err)
-	}
-	if port != "" {
-		u.Host = net.JoinHostPort(u.Hostname(), port)
-	}
-	return strings.TrimSuffix(u.String(), "/"), key, nil
 }
