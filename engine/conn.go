@@ -27,11 +27,11 @@ type conn struct {
 	gc    gnet.Conn
 	lp    *loop
 	state connState
+	slot  int32 // index in lp.conns
 
 	// Set at upgrade; immutable afterwards.
 	rc       *registry.Conn
 	kind     wsproto.Kind
-	protocol string
 	hub      *hubConfig
 
 	lastRead int64 // unix nanos: last inbound frame (WebSocket) or when the connection became idle (HTTP)

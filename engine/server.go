@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,7 @@ type hubConfig struct {
 // Only its event loop goroutine touches it.
 type loop struct {
 	el      gnet.EventLoop
-	conns   map[*conn]struct{}
+	conns   []*conn               // every open connection of the loop; conn.slot is its index
 	scratch []byte                // frame encode buffer, reused within one callback
 	body    []byte                // message body encode buffer, reused within one callback
 	msg     wsproto.ClientMessage // decode target; its scratch is shared by the loop's connections
@@ -210,7 +211,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, lp := range *s.loopArr.Load() {
 		lp := lp
 		_ = lp.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
-			for c := range lp.conns {
+			for _, c := range slices.Clone(lp.conns) { // closing edits lp.conns
 				if c.state == stateWS {
 					c.close(closeShutdown, "")
 				} else if c.state == stateHTTP {
@@ -260,7 +261,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	if lp, ok := s.loops[el]; ok {
 		return lp
 	}
-	lp := &loop{el: el, conns: make(map[*conn]struct{})}
+	lp := &loop{el: el}
 	s.loops[el] = lp
 	arr := make([]*loop, 0, len(s.loops))
 	for _, l := range s.loops {
@@ -275,7 +276,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	lp := s.loopOf(gc.EventLoop())
 	c := &conn{srv: s, gc: gc, lp: lp, state: stateHTTP, lastRead: s.now().UnixNano()}
 	gc.SetContext(c)
-	lp.conns[c] = struct{}{}
+	lp.add(c)
 	return nil, gnet.None
 }
 
@@ -286,7 +287,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	c.onClosed(err)
-	delete(c.lp.conns, c)
+	c.lp.remove(c)
 	return gnet.None
 }
 
@@ -329,7 +330,8 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 // (client-protocol.md §9.1: 3 × interval without any inbound frame).
 func (lp *loop) sweep(now time.Time, httpIdle int64) {
 	n := now.UnixNano()
-	for c := range lp.conns {
+	for i := 0; i < len(lp.conns); i++ {
+		c := lp.conns[i]
 		if c.state == stateHTTP && n-c.lastRead > httpIdle {
 			// An idle keep-alive connection, or a request head that never completed
 			// (slowloris): Limits.HTTPIdleTimeout.
@@ -350,6 +352,25 @@ func (lp *loop) sweep(now time.Time, httpIdle int64) {
 			c.writeControl(pingFrame)
 		}
 	}
+}
+
+// add and remove keep lp.conns dense: a slice with a back index costs 12 bytes per
+// connection where a map cost ~40 (idle-density measurements, BENCHMARKS.md).
+func (lp *loop) add(c *conn) {
+	c.slot = int32(len(lp.conns))
+	lp.conns = append(lp.conns, c)
+}
+
+func (lp *loop) remove(c *conn) {
+	i := int(c.slot)
+	if i >= len(lp.conns) || lp.conns[i] != c {
+		return
+	}
+	last := len(lp.conns) - 1
+	lp.conns[i] = lp.conns[last]
+	lp.conns[i].slot = int32(i)
+	lp.conns[last] = nil
+	lp.conns = lp.conns[:last]
 }
 
 // gnetLogger adapts slog to gnet's logger interface.

@@ -120,6 +120,8 @@ func (c *Conn) SetRoles(roles []string) {
 		default:
 			continue // unknown role [R]
 		}
+		// The role often aliases a whole decoded token; keep only our own copy.
+		rest = strings.Clone(rest)
 		if !isPattern {
 			grantLiteral(p, rest)
 			continue
@@ -157,6 +159,9 @@ func (c *Conn) Grant(p Permission, group string) {
 	}
 	if c.perms.literal == nil {
 		c.perms.literal = make(map[string]Permission)
+	}
+	if _, ok := c.perms.literal[group]; !ok {
+		group = strings.Clone(group) // do not retain the caller's (often a request's) buffer
 	}
 	c.perms.literal[group] |= p
 }

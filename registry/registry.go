@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -243,6 +244,9 @@ func (r *Registry) Join(c *Conn, group string) bool {
 	if c.groups == nil {
 		c.groups = make(map[string]struct{})
 	}
+	// The name often aliases a request or token buffer; the registry keeps its own copy
+	// so a long-lived membership never pins that buffer.
+	group = strings.Clone(group)
 	c.groups[group] = struct{}{}
 
 	sh := r.shardOf(c.hubKey, group)
