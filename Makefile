@@ -85,6 +85,8 @@ lint-print:
 race:
 	@echo ">> go test -race -shuffle=on ./..."
 	$(GO) test -race -shuffle=on ./...
+	@echo ">> go test -race ./... in bench/baseline (its own module)"
+	cd bench/baseline && $(GO) vet ./... && $(GO) test -race -shuffle=on ./...
 
 # alloc runs the allocation tests (files tagged !race, tests named *Alloc*) without -race.
 alloc:
