@@ -7,19 +7,23 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 )
+
+// workerEnv makes the test binary act as a bench worker, so the end-to-end tests start
+// real worker processes through the same protocol `webpubsub bench worker` speaks.
+const workerEnv = "WEBPUBSUB_BENCH_TEST_WORKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(workerEnv) == "1" {
+		os.Exit(WorkerMain(os.Stdin, os.Stdout))
+	}
+	os.Exit(m.Run())
+}
 
 func TestParseConnectionString(t *testing.T) {
 	for _, tc := range []struct {
@@ -50,7 +54,7 @@ func TestParseConnectionString(t *testing.T) {
 
 func TestSignClientToken(t *testing.T) {
 	svc := Service{Endpoint: "http://127.0.0.1:8080", AccessKey: "secret"}
-	tok := signClientToken(svc, "chat", "u1", nil, []string{"g"}, time.Unix(1000, 0), time.Hour)
+	tok := signClientToken(svc, "chat", "u1", []string{"webpubsub.sendToGroup"}, []string{"g"}, time.Unix(1000, 0), time.Hour)
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
 		t.Fatalf("token %q has %d parts", tok, len(parts))
@@ -70,148 +74,117 @@ func TestSignClientToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	if claims["aud"] != "http://127.0.0.1:8080/client/hubs/chat" || claims["sub"] != "u1" ||
-		claims["exp"].(float64) != 4600 || claims["webpubsub.group"].([]any)[0] != "g" {
+		claims["exp"].(float64) != 4600 || claims["webpubsub.group"].([]any)[0] != "g" ||
+		claims["role"].([]any)[0] != "webpubsub.sendToGroup" {
 		t.Fatalf("claims %s", body)
 	}
 }
 
-func TestHistogramQuantiles(t *testing.T) {
-	var h Histogram
-	for i := 1; i <= 1000; i++ {
-		h.Record(time.Duration(i) * time.Microsecond)
-	}
-	for _, tc := range []struct {
-		q    float64
-		want time.Duration
-	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, 1000 * time.Microsecond}} {
-		got := h.Quantile(tc.q)
-		if d := got - tc.want; d < -tc.want/100 || d > tc.want/100 {
-			t.Errorf("q%.2f = %s, want %s within 1%%", tc.q, got, tc.want)
+func TestSplitConns(t *testing.T) {
+	for _, tc := range []struct{ n, per, workers int }{{1, 15000, 1}, {15000, 15000, 1}, {15001, 15000, 2}, {19000, 15000, 2}, {250, 100, 3}} {
+		first, count := splitConns(tc.n, tc.per)
+		if len(count) != tc.workers {
+			t.Errorf("splitConns(%d, %d): %d workers, want %d", tc.n, tc.per, len(count), tc.workers)
 		}
-	}
-	if h.Max() != time.Millisecond || h.Count() != 1000 {
-		t.Errorf("max %s count %d", h.Max(), h.Count())
-	}
-	for _, v := range []uint64{0, 1, 63, 64, 65, 1 << 20, 1<<63 - 1} {
-		if i := histIndex(v); i < 0 || i >= histBuckets {
-			t.Errorf("histIndex(%d) = %d out of range", v, i)
-		}
-	}
-}
-
-func TestReadFrameMaskedServerFrameIsProtocolError(t *testing.T) {
-	cc, server := net.Pipe()
-	defer cc.Close()
-	go func() {
-		frame := []byte{0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2}
-		_, _ = server.Write(frame)
-		server.Close()
-	}()
-	c := &client{conn: cc, br: newReader(cc)}
-	_, _, err := c.next()
-	if failureKind(err) != failProtocol {
-		t.Fatalf("err = %v, want kind %s", err, failProtocol)
-	}
-}
-
-// fakeService is a stand-in server speaking just enough of the protocol: the upgrade with
-// the JSON subprotocol, the connected event, pings, and REST group sends that it relays
-// to every connection as group messages.
-type fakeService struct {
-	mu    sync.Mutex
-	conns []net.Conn
-	srv   *httptest.Server
-}
-
-func newFakeService(t *testing.T) *fakeService {
-	t.Helper()
-	fs := &fakeService{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/client/hubs/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("access_token") == "" {
-			http.Error(w, "no token", http.StatusUnauthorized)
-			return
-		}
-		u := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == JSONProtocol }}
-		conn, _, _, err := u.Upgrade(r, w)
-		if err != nil {
-			return
-		}
-		// Join before connected, under the lock the REST handler writes under, so a
-		// member that has seen connected receives every later send.
-		fs.mu.Lock()
-		fs.conns = append(fs.conns, conn)
-		_ = wsutil.WriteServerText(conn, []byte(`{"type":"system","event":"connected","userId":"u","connectionId":"c"}`))
-		_ = wsutil.WriteServerMessage(conn, ws.OpPing, []byte("p"))
-		fs.mu.Unlock()
-		go func() { // discard what the client sends until it closes
-			defer conn.Close()
-			for {
-				if _, _, err := wsutil.ReadClientData(conn); err != nil {
-					return
-				}
+		at := 0
+		for i := range count {
+			if first[i] != at || count[i] > tc.per || count[i] <= 0 {
+				t.Errorf("splitConns(%d, %d): worker %d = [%d, +%d)", tc.n, tc.per, i, first[i], count[i])
 			}
-		}()
-	})
-	mux.HandleFunc("/api/hubs/", func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-			http.Error(w, "no token", http.StatusUnauthorized)
-			return
+			at += count[i]
 		}
-		body, _ := io.ReadAll(r.Body)
-		msg, _ := json.Marshal(map[string]string{"type": "message", "from": "group", "group": "bench", "dataType": "text", "data": string(body)})
-		fs.mu.Lock()
-		for _, c := range fs.conns {
-			_ = wsutil.WriteServerText(c, msg)
+		if at != tc.n {
+			t.Errorf("splitConns(%d, %d) covers %d", tc.n, tc.per, at)
 		}
-		fs.mu.Unlock()
-		w.WriteHeader(http.StatusAccepted)
-	})
-	fs.srv = httptest.NewServer(mux)
-	t.Cleanup(fs.srv.Close)
-	return fs
-}
-
-func (fs *fakeService) options() Options {
-	return Options{
-		Service: Service{Endpoint: fs.srv.URL, AccessKey: "k"},
-		Timeout: 10 * time.Second, Concurrency: 8, ServerPID: os.Getpid(),
 	}
 }
 
-func TestRunConnectAgainstFake(t *testing.T) {
+func TestConnsPerWorkerAboveFileLimit(t *testing.T) {
+	limit := fileLimit()
+	if limit == 0 || limit > 1<<30 {
+		t.Skip("no finite open-file limit")
+	}
+	o := Options{Service: Service{Endpoint: "http://127.0.0.1:1", AccessKey: "k"}, ConnsPerWorker: int(limit)}
+	err := o.setDefaults()
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "lower --conns-per-worker") {
+		t.Fatalf("err = %v, want ErrConfig saying to lower --conns-per-worker", err)
+	}
+}
+
+// testOptions points the bench at fs, with workers that are this test binary.
+func testOptions(t *testing.T, fs *fakeService) Options {
+	t.Helper()
+	return Options{
+		Service:       Service{Endpoint: fs.srv.URL, AccessKey: "k"},
+		Timeout:       20 * time.Second,
+		Concurrency:   16,
+		ServerPID:     os.Getpid(),
+		WorkerCommand: []string{os.Args[0]},
+		WorkerEnv:     []string{workerEnv + "=1"},
+	}
+}
+
+func TestRunConnect(t *testing.T) {
 	fs := newFakeService(t)
-	r, err := RunConnect(context.Background(), ConnectConfig{Options: fs.options(), Conns: 50})
+	o := testOptions(t, fs)
+	o.ConnsPerWorker = 100 // three workers, so their reports are merged
+	r, err := RunConnect(context.Background(), ConnectConfig{Options: o, Conns: 250})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.FailureTotal() != 0 || metric(r, "conns") != 50 || metric(r, "handshakes/s") <= 0 {
+	if r.FailureTotal() != 0 || metric(r, "conns") != 250 || metric(r, "handshakes/s") <= 0 ||
+		metric(r, "workers") != 3 || metric(r, "bench-cpu-s") < 0 || metric(r, "p99-ns") <= 0 {
 		t.Fatalf("result %+v", r)
 	}
-	if !strings.HasPrefix(benchLine(t, r), "BenchmarkConnect/conns=50/concurrency=8\t1\t") {
+	if !strings.HasPrefix(benchLine(t, r), "BenchmarkConnect/conns=250/concurrency=16\t1\t") {
 		t.Fatalf("benchmark line %q", benchLine(t, r))
 	}
 }
 
-func TestRunIdleAgainstFake(t *testing.T) {
+func TestRunIdle(t *testing.T) {
 	fs := newFakeService(t)
-	r, err := RunIdle(context.Background(), IdleConfig{Options: fs.options(), Conns: 20, Hold: 100 * time.Millisecond})
+	r, err := RunIdle(context.Background(), IdleConfig{Options: testOptions(t, fs), Conns: 200, Hold: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if metric(r, "conns") != 20 || metric(r, "bytes-after") <= 0 {
+	if metric(r, "conns") != 200 || metric(r, "bytes-after") <= 0 || metric(r, "bench-total-cpu-s") <= 0 {
 		t.Fatalf("result %+v", r)
 	}
 }
 
-func TestRunFanoutAgainstFake(t *testing.T) {
+func TestRunFanout(t *testing.T) {
+	for _, pub := range []string{PublisherREST, PublisherClient} {
+		t.Run("publisher="+pub, func(t *testing.T) {
+			fs := newFakeService(t)
+			o := testOptions(t, fs)
+			o.ConnsPerWorker = 150
+			r, err := RunFanout(context.Background(), FanoutConfig{Options: o, Members: 200, Messages: 5, Rate: 50, SizeBytes: 64, Publisher: pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if metric(r, "deliveries") != 1000 || metric(r, "ratio") != 1 || metric(r, "p50-ns") <= 0 ||
+				metric(r, "sends") != 5 || r.FailureTotal() != 0 {
+				t.Fatalf("result %+v", r)
+			}
+		})
+	}
+}
+
+func TestRunChat(t *testing.T) {
 	fs := newFakeService(t)
-	r, err := RunFanout(context.Background(), FanoutConfig{Options: fs.options(), Members: 20, Messages: 5, Rate: 100, SizeBytes: 64})
+	o := testOptions(t, fs)
+	o.ConnsPerWorker = 105 // groups straddle workers
+	r, err := RunChat(context.Background(), ChatConfig{Options: o, Groups: 30, MembersPerGroup: 7, Messages: 3, Rate: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if metric(r, "deliveries") != 100 || metric(r, "ratio") != 1 || metric(r, "p50-ns") <= 0 {
+	// 210 members each send 3 messages that reach the 7 members of their group.
+	if metric(r, "sends") != 630 || metric(r, "acked") != 630 || metric(r, "deliveries") != 630*7 ||
+		metric(r, "ratio") != 1 || metric(r, "ack-p99-ns") <= 0 || r.FailureTotal() != 0 {
 		t.Fatalf("result %+v", r)
+	}
+	if !strings.HasPrefix(benchLine(t, r), "BenchmarkChat/groups=30/members=7/messages=3/rate=20/size=31\t1\t") {
+		t.Fatalf("benchmark line %q", benchLine(t, r))
 	}
 }
 
@@ -222,7 +195,8 @@ func TestRunConnectRefused(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	o := Options{Service: Service{Endpoint: "http://" + addr, AccessKey: "k"}, Timeout: 5 * time.Second}
+	o := Options{Service: Service{Endpoint: "http://" + addr, AccessKey: "k"}, Timeout: 5 * time.Second,
+		WorkerCommand: []string{os.Args[0]}, WorkerEnv: []string{workerEnv + "=1"}}
 	r, err := RunConnect(context.Background(), ConnectConfig{Options: o, Conns: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +204,78 @@ func TestRunConnectRefused(t *testing.T) {
 	if r.Failures[failDialRefused] != 3 {
 		t.Fatalf("failures %v", r.Failures)
 	}
+}
+
+// TestFleetHandshakeTimeout: a server that accepts and never answers is failed by the
+// sweeper, not by a goroutine per connection.
+func TestFleetHandshakeTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	f, err := newFleet(fleetConfig{svc: Service{Endpoint: "http://" + l.Addr().String(), AccessKey: "k"}, hub: "h",
+		conns: 5, concurrency: 5, handshakeTimeout: 300 * time.Millisecond, loopbackSources: 254})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	f.open(ctx)
+	f.close(time.Second)
+	if got := f.failureCounts()[failHSTimeout]; got != 5 {
+		t.Fatalf("failures %v, want 5 %s", f.failureCounts(), failHSTimeout)
+	}
+}
+
+// TestFleetOneFilePerConnection: gnet's Enroll dups the socket; the original must be
+// closed, or the process holds two descriptors per connection.
+func TestFleetOneFilePerConnection(t *testing.T) {
+	fs := newFakeService(t)
+	const n = 60
+	before := countFDs(t)
+	f, err := newFleet(fleetConfig{svc: Service{Endpoint: fs.srv.URL, AccessKey: "k"}, hub: "h",
+		conns: n, concurrency: 8, handshakeTimeout: 5 * time.Second, loopbackSources: 254})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f.open(ctx)
+	during := countFDs(t)
+	f.close(5 * time.Second)
+	if f.up.Load() != 0 || f.connected.Load() != n {
+		t.Fatalf("connected %d, up after close %d", f.connected.Load(), f.up.Load())
+	}
+	// The fake server is in this process: it holds one descriptor per connection too. The
+	// loops' pollers add a few.
+	if d := during - before; d < 2*n || d > 2*n+16 {
+		t.Fatalf("%d descriptors for %d connections (client and server side), want about %d", d, n, 2*n)
+	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
 }
 
 func metric(r *Result, unit string) float64 {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha1"
@@ -9,38 +8,41 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/webpubsub/webpubsub/wsproto"
 )
 
 // JSONProtocol is the subprotocol every bench client offers.
 const JSONProtocol = "json.webpubsub.azure.v1"
 
-// readBufferBytes is each client's read buffer. A connected frame is about 200 bytes and a
-// group message of 64 bytes about 150, so 1 KiB holds several frames; larger frames are
-// read into a per-client scratch slice.
-const readBufferBytes = 1024
-
 // maxFrameBytes bounds a server frame the client accepts (the service limit is 1 MiB).
 const maxFrameBytes = 1 << 20
 
+// maxResponseHeadBytes bounds the upgrade response head (status line and headers).
+const maxResponseHeadBytes = 8 << 10
+
 // Failure kinds are the keys of Result.Failures.
 const (
+	failNotAttempted  = "not-attempted"
 	failDialTimeout   = "dial-timeout"
 	failDialRefused   = "dial-refused"
 	failDialAddr      = "dial-no-address" // EADDRNOTAVAIL / EADDRINUSE: out of source ports
 	failDialFiles     = "dial-too-many-files"
 	failDial          = "dial-other"
+	failEnroll        = "enroll-error"
 	failHSTimeout     = "handshake-timeout"
 	failHSEOF         = "handshake-eof"
+	failHSReset       = "handshake-reset"
 	failHSBad         = "handshake-bad-response"
 	failFirstFrame    = "connected-missing"
 	failClosedEarly   = "closed-before-connected"
@@ -48,26 +50,6 @@ const (
 	failProtocol      = "protocol-error"
 	failHTTPStatusFmt = "handshake-http-%d"
 )
-
-// kindError is an error with its failure kind.
-type kindError struct {
-	kind string
-	err  error
-}
-
-func (e *kindError) Error() string { return e.kind + ": " + e.err.Error() }
-func (e *kindError) Unwrap() error { return e.err }
-
-func withKind(kind string, err error) error { return &kindError{kind: kind, err: err} }
-
-// failureKind classifies err for Result.Failures.
-func failureKind(err error) string {
-	var ke *kindError
-	if errors.As(err, &ke) {
-		return ke.kind
-	}
-	return "other"
-}
 
 func dialKind(err error) string {
 	var ne net.Error
@@ -83,6 +65,20 @@ func dialKind(err error) string {
 		return failDialTimeout
 	}
 	return failDial
+}
+
+// closeKind names an OnClose error for a connection that had not finished (prefix
+// "handshake") or had been up (prefix "dropped").
+func closeKind(prefix string, err error) string {
+	switch {
+	case err == nil:
+		return prefix + "-closed"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return prefix + "-reset"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return failDialFiles
+	}
+	return prefix + "-eof"
 }
 
 // dialer opens TCP connections to one address, spreading source addresses over a list so
@@ -108,7 +104,7 @@ func newDialer(addr string, loopbackSources int) (*dialer, error) {
 	return d, nil
 }
 
-// dial connects as client number i.
+// dial connects as client number i (a global index, so that workers spread too).
 func (d *dialer) dial(ctx context.Context, i int, timeout time.Duration) (net.Conn, error) {
 	nd := net.Dialer{Timeout: timeout}
 	if len(d.sources) > 0 {
@@ -117,26 +113,51 @@ func (d *dialer) dial(ctx context.Context, i int, timeout time.Duration) (net.Co
 	return nd.DialContext(ctx, "tcp", d.addr)
 }
 
-// newReader returns a client's read buffer.
-func newReader(conn net.Conn) *bufio.Reader { return bufio.NewReaderSize(conn, readBufferBytes) }
+// Client states. A client moves forward only; the transition out of stateHandshaking is
+// a compare-and-swap, so the loop (connected or closed) and the timeout sweeper agree on
+// who settles it.
+const (
+	stateDialing int32 = iota
+	stateHandshaking
+	stateUp
+	stateDone
+)
 
-// client is one WebSocket connection. Only its own goroutine reads and writes it; other
-// goroutines may call conn.SetReadDeadline or conn.Close to stop it.
+// client is one WebSocket connection on a gnet loop. The loop that owns its gnet.Conn is
+// the only one to touch the fields marked "loop"; the others are atomics or are written
+// before the connection is enrolled.
 type client struct {
-	conn    net.Conn
-	br      *bufio.Reader
-	scratch []byte // payloads larger than br's buffer
-	pending int    // bytes of the last frame still to Discard from br
+	f     *fleet
+	idx   int    // global index: user bench-<idx>
+	group string // joined at connect through the token; "" for none
+
+	state      atomic.Int32
+	deadlineNs atomic.Int64 // unix ns; the sweeper fails a handshake still running then
+	conn       atomic.Pointer[gconn]
+	dialedAt   time.Time // written before enrolling
+	req        []byte    // upgrade request, written before enrolling; loop: dropped in OnOpen
+	accept     string    // expected Sec-WebSocket-Accept, written before enrolling
+
+	upgraded bool   // loop: the 101 response was read
+	failKind string // loop: why the loop closed it, for OnClose
+
+	received atomic.Int64 // bench-stamped messages after connected; read by the worker
+	acked    atomic.Int64 // sendToGroup acks with success; read by the worker
+	sent     int          // publisher goroutine only: sendToGroup messages written
+	sentAtNs []int64      // unix ns of send ackId-1; written by the publisher before the AsyncWrite, read by the loop on the ack
 }
 
-// handshake sends the upgrade request for target (path and query) to host and reads the
-// 101 response. The connection's deadline must already be set.
-func (c *client) handshake(host, target string) error {
+// gconn boxes a gnet.Conn for atomic.Pointer.
+type gconn struct{ gnet.Conn }
+
+// upgradeRequest returns the GET request for target and the Sec-WebSocket-Accept the
+// server must answer with (RFC 6455 §4.1, §4.2.2).
+func upgradeRequest(host, target string) (req []byte, accept string) {
 	var key [16]byte
 	binary.LittleEndian.PutUint64(key[:8], rand.Uint64())
 	binary.LittleEndian.PutUint64(key[8:], rand.Uint64())
 	nonce := base64.StdEncoding.EncodeToString(key[:])
-	req := make([]byte, 0, 256+len(target))
+	req = make([]byte, 0, 200+len(target))
 	req = append(req, "GET "...)
 	req = append(req, target...)
 	req = append(req, " HTTP/1.1\r\nHost: "...)
@@ -144,201 +165,178 @@ func (c *client) handshake(host, target string) error {
 	req = append(req, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "...)
 	req = append(req, nonce...)
 	req = append(req, "\r\nSec-WebSocket-Protocol: "+JSONProtocol+"\r\n\r\n"...)
-	if _, err := c.conn.Write(req); err != nil {
-		return withKind(ioKind(err, failHSEOF), err)
-	}
+	sum := sha1.Sum([]byte(nonce + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return req, base64.StdEncoding.EncodeToString(sum[:])
+}
 
-	line, err := c.readLine()
-	if err != nil {
-		return err
-	}
+// checkUpgradeResponse parses the response head (without the final blank line's CRLF
+// pair) and returns "" or the failure kind.
+func checkUpgradeResponse(head []byte, accept string) string {
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	// RFC 6455 §4.2.2: "HTTP/1.1 101 Switching Protocols".
-	proto, rest, _ := strings.Cut(line, " ")
-	code, _, _ := strings.Cut(rest, " ")
-	status, convErr := strconv.Atoi(code)
-	if !strings.HasPrefix(proto, "HTTP/1.") || convErr != nil {
-		return withKind(failHSBad, fmt.Errorf("status line %q", line))
-	}
-	var accept, protocol string
-	for {
-		line, err := c.readLine()
-		if err != nil {
-			return err
-		}
-		if line == "" {
-			break
-		}
-		k, v, _ := strings.Cut(line, ":")
-		v = strings.TrimSpace(v)
-		switch strings.ToLower(k) {
-		case "sec-websocket-accept":
-			accept = v
-		case "sec-websocket-protocol":
-			protocol = v
-		}
+	proto, after, _ := bytes.Cut(line, []byte(" "))
+	code, _, _ := bytes.Cut(after, []byte(" "))
+	status, err := strconv.Atoi(string(code))
+	if !bytes.HasPrefix(proto, []byte("HTTP/1.")) || err != nil {
+		return failHSBad
 	}
 	if status != 101 {
-		// The body, if any, is left unread: the connection is closed next.
-		return withKind(fmt.Sprintf(failHTTPStatusFmt, status), fmt.Errorf("status %d", status))
+		return fmt.Sprintf(failHTTPStatusFmt, status)
 	}
-	sum := sha1.Sum([]byte(nonce + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	if accept != base64.StdEncoding.EncodeToString(sum[:]) {
-		return withKind(failHSBad, fmt.Errorf("Sec-WebSocket-Accept %q does not match the key", accept))
-	}
-	if protocol != JSONProtocol {
-		return withKind(failHSBad, fmt.Errorf("subprotocol %q, want %s", protocol, JSONProtocol))
-	}
-	return nil
-}
-
-func (c *client) readLine() (string, error) {
-	b, err := c.br.ReadSlice('\n')
-	if err != nil {
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return "", withKind(failHSBad, errors.New("response header line too long"))
+	var gotAccept, gotProtocol []byte
+	for len(rest) > 0 {
+		var l []byte
+		l, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		k, v, ok := bytes.Cut(l, []byte(":"))
+		if !ok {
+			continue
 		}
-		return "", withKind(ioKind(err, failHSEOF), err)
-	}
-	return string(bytes.TrimRight(b, "\r\n")), nil
-}
-
-// ioKind maps a read or write error to a timeout kind or to otherwise.
-func ioKind(err error, otherwise string) string {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return failHSTimeout
-	}
-	return otherwise
-}
-
-// closeError reports a close frame from the server.
-type closeError struct {
-	code   ws.StatusCode
-	reason string
-}
-
-func (e *closeError) Error() string {
-	return fmt.Sprintf("server closed the connection: %d %s", e.code, e.reason)
-}
-
-var errFragmented = errors.New("bench: fragmented messages are not supported")
-
-// next returns the payload of the next text or binary message, answering pings on the way.
-// The payload is valid until the next call.
-func (c *client) next() (ws.OpCode, []byte, error) {
-	for {
-		op, fin, payload, err := c.readFrame()
-		if err != nil {
-			return 0, nil, err
-		}
-		switch op {
-		case ws.OpText, ws.OpBinary:
-			if !fin {
-				return 0, nil, withKind(failProtocol, errFragmented)
-			}
-			return op, payload, nil
-		case ws.OpPing:
-			// RFC 6455 §5.5.3: a pong carries the ping's application data.
-			if err := c.writeFrame(ws.OpPong, payload); err != nil {
-				return 0, nil, err
-			}
-		case ws.OpPong:
-		case ws.OpClose:
-			ce := &closeError{code: ws.StatusNoStatusRcvd}
-			if len(payload) >= 2 {
-				ce.code = ws.StatusCode(binary.BigEndian.Uint16(payload))
-				ce.reason = string(payload[2:])
-			}
-			return 0, nil, ce
-		default:
-			return 0, nil, withKind(failProtocol, fmt.Errorf("unexpected opcode %d", op))
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Sec-WebSocket-Accept")):
+			gotAccept = v
+		case bytes.EqualFold(k, []byte("Sec-WebSocket-Protocol")):
+			gotProtocol = v
 		}
 	}
+	if string(gotAccept) != accept || string(gotProtocol) != JSONProtocol {
+		return failHSBad
+	}
+	return ""
 }
 
-// readFrame reads one frame. The payload is borrowed from the read buffer (or scratch) and
-// valid until the next readFrame.
-func (c *client) readFrame() (op ws.OpCode, fin bool, payload []byte, err error) {
-	if c.pending > 0 {
-		c.br.Discard(c.pending)
-		c.pending = 0
-	}
-	h, err := c.br.Peek(2)
-	if err != nil {
-		return 0, false, nil, err
-	}
-	fin, op = h[0]&0x80 != 0, ws.OpCode(h[0]&0x0f)
-	// RFC 6455 §5.1: a server must not mask frames it sends.
-	if h[1]&0x80 != 0 {
-		return 0, false, nil, withKind(failProtocol, errors.New("masked server frame"))
-	}
-	n, hl := int(h[1]&0x7f), 2
-	switch n {
-	case 126:
-		hl = 4
-	case 127:
-		hl = 10
-	}
-	if hl > 2 {
-		if h, err = c.br.Peek(hl); err != nil {
-			return 0, false, nil, err
-		}
-		if hl == 4 {
-			n = int(binary.BigEndian.Uint16(h[2:]))
-		} else {
-			v := binary.BigEndian.Uint64(h[2:])
-			if v > maxFrameBytes {
-				return 0, false, nil, withKind(failProtocol, fmt.Errorf("frame of %d bytes", v))
-			}
-			n = int(v)
-		}
-	}
-	if n > maxFrameBytes {
-		return 0, false, nil, withKind(failProtocol, fmt.Errorf("frame of %d bytes", n))
-	}
-	c.br.Discard(hl)
-	if n <= c.br.Size() {
-		if payload, err = c.br.Peek(n); err != nil {
-			return 0, false, nil, err
-		}
-		c.pending = n
-		return op, fin, payload, nil
-	}
-	if cap(c.scratch) < n {
-		c.scratch = make([]byte, n)
-	}
-	payload = c.scratch[:n]
-	if _, err = io.ReadFull(c.br, payload); err != nil {
-		return 0, false, nil, err
-	}
-	return op, fin, payload, nil
-}
+// closeFrame is the masked close frame (status 1000) every client sends when the bench
+// stops. The mask is fixed: masking defends against cache poisoning, not against a server
+// under test.
+var closeFrame = wsproto.AppendMaskedFrame(nil, true, ws.OpClose, [4]byte{0x5a, 0xa5, 0x3c, 0xc3}, []byte{0x03, 0xe8})
 
-// writeFrame writes one masked frame (RFC 6455 §5.3: every client frame is masked) with a
-// payload of at most 125 bytes, as control frames are.
-func (c *client) writeFrame(op ws.OpCode, payload []byte) error {
-	if len(payload) > 125 {
-		payload = payload[:125]
-	}
-	var buf [2 + 4 + 125]byte
-	buf[0] = 0x80 | byte(op)
-	buf[1] = 0x80 | byte(len(payload))
-	binary.LittleEndian.PutUint32(buf[2:6], rand.Uint32())
-	n := 6 + copy(buf[6:], payload)
-	ws.Cipher(buf[6:n], [4]byte(buf[2:6]), 0)
-	_, err := c.conn.Write(buf[:n])
-	return err
-}
-
-// sendClose writes a close frame with status 1000 and closes the connection. A server
-// that does not read it in time loses only the courtesy.
-func (c *client) sendClose() {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = c.writeFrame(ws.OpClose, []byte{0x03, 0xe8})
-	_ = c.conn.Close()
+// appendMasked appends a masked client frame with a random mask (RFC 6455 §5.3).
+func appendMasked(dst []byte, op ws.OpCode, payload []byte) []byte {
+	var mask [4]byte
+	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())
+	return wsproto.AppendMaskedFrame(dst, true, op, mask, payload)
 }
 
 // isConnected reports whether payload is the JSON subprotocol's connected event.
 func isConnected(payload []byte) bool {
 	return bytes.Contains(payload, []byte(`"type":"system"`)) && bytes.Contains(payload, []byte(`"event":"connected"`))
 }
+
+// handler is the gnet event handler of a fleet: it runs the client side of the handshake
+// and reads frames, all without blocking, on the loop that owns each connection.
+type handler struct {
+	gnet.BuiltinEventEngine
+	f *fleet
+}
+
+func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	cl := c.Context().(*client)
+	cl.conn.Store(&gconn{c})
+	req := cl.req
+	cl.req = nil
+	return req, gnet.None
+}
+
+func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
+	cl, ok := c.Context().(*client)
+	if !ok {
+		return gnet.None
+	}
+	h.f.closed(cl, err)
+	return gnet.None
+}
+
+func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+	cl := c.Context().(*client)
+	buf, _ := c.Peek(-1)
+	off := 0
+	if !cl.upgraded {
+		end := bytes.Index(buf, []byte("\r\n\r\n"))
+		if end < 0 {
+			if len(buf) > maxResponseHeadBytes {
+				cl.failKind = failHSBad
+				return gnet.Close
+			}
+			return gnet.None
+		}
+		if kind := checkUpgradeResponse(buf[:end], cl.accept); kind != "" {
+			cl.failKind = kind
+			return gnet.Close
+		}
+		cl.upgraded = true
+		off = end + 4
+	}
+	action := gnet.None
+	for action == gnet.None {
+		fr, n, err := parseServerFrame(buf[off:], maxFrameBytes)
+		if errors.Is(err, errNeedMore) {
+			break
+		}
+		if err != nil {
+			cl.failKind = failProtocol
+			return gnet.Close
+		}
+		off += n
+		action = h.frame(c, cl, fr)
+	}
+	if off > 0 { // gnet: Discard(0) discards everything
+		_, _ = c.Discard(off)
+	}
+	return action
+}
+
+// frame handles one server frame; its payload is valid only during the call.
+func (h *handler) frame(c gnet.Conn, cl *client, fr serverFrame) gnet.Action {
+	switch fr.op {
+	case ws.OpText, ws.OpBinary:
+		if !fr.fin {
+			cl.failKind = failProtocol // the server sends whole messages; fragments are a surprise
+			return gnet.Close
+		}
+		if cl.state.Load() != stateUp {
+			if !isConnected(fr.payload) {
+				cl.failKind = failFirstFrame
+				return gnet.Close
+			}
+			if !h.f.connectedLoop(cl) {
+				return gnet.Close // the sweeper timed it out first
+			}
+			return gnet.None
+		}
+		if h.f.cfg.onMessage != nil {
+			h.f.cfg.onMessage(cl, fr.payload)
+		}
+	case ws.OpPing:
+		// RFC 6455 §5.5.3: a pong carries the ping's application data.
+		_, _ = c.Write(appendMasked(nil, ws.OpPong, fr.payload))
+	case ws.OpPong:
+	case ws.OpClose:
+		if !h.f.stopping.Load() {
+			code := ws.StatusNoStatusRcvd
+			if len(fr.payload) >= 2 {
+				code = ws.StatusCode(binary.BigEndian.Uint16(fr.payload))
+			}
+			if cl.state.Load() == stateUp {
+				cl.failKind = fmt.Sprintf("%s-close-%d", failDropped, code)
+			} else {
+				cl.failKind = fmt.Sprintf("%s-%d", failClosedEarly, code)
+			}
+			// RFC 6455 §5.5.1: answer a close with a close.
+			_, _ = c.Write(closeFrame)
+		}
+		return gnet.Close
+	default:
+		cl.failKind = failProtocol
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// discardLogger silences gnet, which otherwise logs through a process-wide zap logger.
+type discardLogger struct{}
+
+func (discardLogger) Debugf(string, ...any) {}
+func (discardLogger) Infof(string, ...any)  {}
+func (discardLogger) Warnf(string, ...any)  {}
+func (discardLogger) Errorf(string, ...any) {}
+func (discardLogger) Fatalf(string, ...any) {}

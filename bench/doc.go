@@ -3,12 +3,32 @@
 // measures a running server from outside, the way any Azure Web PubSub client would.
 //
 // Scenarios:
-//   - Idle: hold N connections and report the server's resident memory per connection
-//     (VmRSS from /proc/PID/status) and its thread count.
-//   - Connect: a connect storm, reporting handshakes per second, handshake latency and
-//     failures by kind.
-//   - Fanout: N members of one group receive M REST group sends at a fixed rate; reports
-//     deliveries per second, completeness, end-to-end latency and the server's CPU time.
+//   - Connect: a connect storm; handshakes per second, handshake latency, failures by kind.
+//   - Idle: hold N connections; the server's resident memory per connection (VmRSS from
+//     /proc/PID/status) and its thread count.
+//   - Fanout: N members of one group receive M group sends at a fixed rate, from a REST
+//     publisher or a client with the webpubsub.sendToGroup role; deliveries per second,
+//     completeness, end-to-end latency, the server's CPU per million deliveries.
+//   - Chat: G groups of K members, every member sending to its own group with sendToGroup
+//     at a fixed rate; deliveries per second, completeness, latency, ack latency.
+//
+// Every scenario also reports the bench's own CPU (utime+stime of itself and its workers
+// from /proc), because on one machine the load generator competes with the server.
+//
+// Structure. The parent process (RunConnect, RunIdle, RunFanout, RunChat) starts worker
+// processes (`webpubsub bench worker`, running WorkerMain), at most
+// Options.ConnsPerWorker connections each, so that no process passes the open-file limit.
+// Parent and workers speak JSON lines (worker.go): a config, then commands (publish,
+// drain, stop); the workers answer each phase with a report that carries counters and
+// histogram buckets, which the parent merges exactly. Workers die with the parent
+// (Pdeathsig), exit when their stdin closes, and have a lifetime of their own.
+//
+// Inside a worker the clients run on gnet event loops, not one goroutine each: a few
+// dialing goroutines (as many as handshakes may be in flight) dial with source addresses
+// spread over 127.0.0.1–127.0.0.254, enroll the socket on a loop (gnet dups it and closes
+// the original, so one descriptor per connection), and the loop writes the upgrade
+// request, parses the response and the server's frames without blocking, and answers
+// pings. One sweeper goroutine per worker fails handshakes that pass their deadline.
 //
 // Every scenario is bounded by a count and a duration and stops by itself. Results are a
 // Result, printed as a table, as Go benchmark lines (for benchstat) or as JSON.
@@ -16,7 +36,6 @@
 // bench may import wsproto and nothing else of this module (STYLE.md §1); it signs its own
 // tokens and parses its own frames so that it exercises the server as a stranger would.
 //
-// Concurrency: the current client runs one goroutine per connection. A Run function
-// belongs to one caller; the Progress callbacks it takes are called from one goroutine.
-// The process must be allowed one file descriptor per connection plus a few (ulimit -n).
+// Concurrency: a Run function belongs to one caller. A client's loop-owned fields are
+// touched only by its loop; the counters others read are atomics.
 package bench

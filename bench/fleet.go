@@ -2,57 +2,66 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/url"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 )
 
-// fleetConfig describes a set of clients opened together.
+// fleetConfig describes a set of clients opened together in one process.
 type fleetConfig struct {
 	svc              Service
 	hub              string
+	first            int // global index of the first client
 	conns            int
 	concurrency      int // handshakes in flight
 	handshakeTimeout time.Duration
 	loopbackSources  int
-	groups           []string // joined at connect through the token
-	// onMessage is called from client i's goroutine with each text or binary message
-	// after connected; payload is valid only during the call.
-	onMessage func(i int, payload []byte)
+	eventLoops       int // zero means GOMAXPROCS
+	// groupOf returns the group client i (global index) joins through its token; nil or ""
+	// means none.
+	groupOf func(i int) string
+	roles   []string
+	// onMessage is called on the client's loop with each text or binary message after
+	// connected; payload is valid only during the call. It must not block.
+	onMessage func(cl *client, payload []byte)
 }
 
-// fleet opens cfg.conns clients, one goroutine each, and keeps them reading (and answering
-// pings) until close.
+// fleet opens cfg.conns clients on gnet event loops: a few dialing goroutines (as many as
+// handshakes may be in flight) dial, then enroll each socket on a loop, which does the
+// handshake and reads frames without blocking. No goroutine per connection.
 type fleet struct {
 	cfg     fleetConfig
 	d       *dialer
 	host    string // Host header
 	path    string // request path of the hub's client endpoint
-	epoch   time.Time
-	clients []atomic.Pointer[client] // set once dialed; read by close
+	cli     *gnet.Client
+	clients []*client
 
-	sem chan struct{} // handshakes in flight
+	sem  chan struct{} // handshakes in flight; whoever settles a client releases its slot
+	next atomic.Int64  // next local index to dial
 
 	up        atomic.Int64 // connected and still open
 	connected atomic.Int64 // ever received connected
 	dropped   atomic.Int64 // closed after connected, before close was called
+	live      atomic.Int64 // enrolled and not yet through OnClose
 	stopping  atomic.Bool
-	firstDial atomic.Int64 // ns since epoch, +1 so that 0 means unset
-	lastUp    atomic.Int64 // ns since epoch of the latest connected
+	firstDial atomic.Int64 // unix ns of the first dial, 0 until then
+	lastUp    atomic.Int64 // unix ns of the latest connected
 	handshake Histogram    // dial to connected frame
 
 	mu       sync.Mutex
 	failures map[string]int64
 
-	settled sync.WaitGroup // each client connected, failed or gave up
-	exited  sync.WaitGroup // each client goroutine returned
+	settled sync.WaitGroup // each client connected or failed
+	dialers sync.WaitGroup
+	sweep   chan struct{} // closed to stop the timeout sweeper
 }
 
 func newFleet(cfg fleetConfig) (*fleet, error) {
@@ -68,16 +77,42 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fleet{
+	if cfg.concurrency <= 0 {
+		cfg.concurrency = 1
+	}
+	if cfg.eventLoops <= 0 {
+		cfg.eventLoops = runtime.GOMAXPROCS(0)
+	}
+	f := &fleet{
 		cfg:      cfg,
 		d:        d,
 		host:     u.Host,
 		path:     u.EscapedPath(),
-		epoch:    time.Now(),
-		clients:  make([]atomic.Pointer[client], cfg.conns),
+		clients:  make([]*client, cfg.conns),
 		sem:      make(chan struct{}, cfg.concurrency),
 		failures: make(map[string]int64),
-	}, nil
+		sweep:    make(chan struct{}),
+	}
+	for i := range f.clients {
+		cl := &client{f: f, idx: cfg.first + i}
+		if cfg.groupOf != nil {
+			cl.group = cfg.groupOf(cl.idx)
+		}
+		f.clients[i] = cl
+	}
+	f.cli, err = gnet.NewClient(&handler{f: f},
+		gnet.WithNumEventLoop(cfg.eventLoops),
+		gnet.WithLogger(discardLogger{}),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReadBufferCap(64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("bench: gnet client: %w", err)
+	}
+	if err := f.cli.Start(); err != nil {
+		return nil, fmt.Errorf("bench: gnet client: %w", err)
+	}
+	go f.sweepTimeouts()
+	return f, nil
 }
 
 func (f *fleet) fail(kind string) {
@@ -93,14 +128,34 @@ func (f *fleet) failureCounts() map[string]int64 {
 	return maps.Clone(f.failures)
 }
 
-func (f *fleet) since(t time.Time) int64 { return int64(t.Sub(f.epoch)) }
+func (f *fleet) failed() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n int64
+	for _, v := range f.failures {
+		n += v
+	}
+	return n
+}
 
-// open starts every client and returns once each has connected or failed, or ctx is done.
+// settle ends client cl's handshake phase with a failure of kind ("" for success); the
+// caller has won the state transition. It releases the handshake slot.
+func (f *fleet) settle(kind string) {
+	if kind != "" {
+		f.fail(kind)
+	}
+	<-f.sem // cannot block: the settling client holds a slot
+	f.settled.Done()
+}
+
+// open dials every client, at most cfg.concurrency handshakes at a time, and returns once
+// each has connected or failed, or ctx is done (those not dialed yet count as
+// not-attempted).
 func (f *fleet) open(ctx context.Context) {
-	f.settled.Add(f.cfg.conns)
-	f.exited.Add(f.cfg.conns)
-	for i := range f.cfg.conns {
-		go f.run(ctx, i)
+	f.settled.Add(len(f.clients))
+	for range min(f.cfg.concurrency, len(f.clients)) {
+		f.dialers.Add(1)
+		go f.dialLoop(ctx)
 	}
 	done := make(chan struct{})
 	go func() { f.settled.Wait(); close(done) }()
@@ -110,171 +165,168 @@ func (f *fleet) open(ctx context.Context) {
 	}
 }
 
-// rampWall is the wall-clock time from the first dial to the last connected frame.
-func (f *fleet) rampWall() time.Duration {
-	first := f.firstDial.Load()
-	if first == 0 {
-		return 0
-	}
-	return time.Duration(f.lastUp.Load() - (first - 1))
-}
-
-func (f *fleet) run(ctx context.Context, i int) {
-	defer f.exited.Done()
-	settled := false
-	settle := func() {
-		if !settled {
-			settled = true
+func (f *fleet) dialLoop(ctx context.Context) {
+	defer f.dialers.Done()
+	for {
+		i := int(f.next.Add(1) - 1)
+		if i >= len(f.clients) {
+			return
+		}
+		select {
+		case f.sem <- struct{}{}:
+			if ctx.Err() == nil && !f.stopping.Load() {
+				f.dialOne(ctx, f.clients[i])
+				continue
+			}
+			<-f.sem
+		case <-ctx.Done():
+		}
+		// Stopped: every client not dialed yet settles now, without a slot.
+		for ; i < len(f.clients); i = int(f.next.Add(1) - 1) {
+			f.clients[i].state.Store(stateDone)
+			f.fail(failNotAttempted)
 			f.settled.Done()
 		}
-	}
-	defer settle()
-
-	select {
-	case f.sem <- struct{}{}:
-	case <-ctx.Done():
-		f.fail("not-attempted")
 		return
 	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			<-f.sem
+}
+
+// dialOne dials cl, holding a slot, and enrolls it on a loop.
+func (f *fleet) dialOne(ctx context.Context, cl *client) {
+	t0 := time.Now()
+	f.firstDial.CompareAndSwap(0, t0.UnixNano())
+	cl.dialedAt = t0
+	conn, err := f.d.dial(ctx, cl.idx, f.cfg.handshakeTimeout)
+	if err != nil {
+		cl.state.Store(stateDone)
+		f.settle(dialKind(err))
+		return
+	}
+	var groups []string
+	if cl.group != "" {
+		groups = []string{cl.group}
+	}
+	tok := signClientToken(f.cfg.svc, f.cfg.hub, "bench-"+strconv.Itoa(cl.idx), f.cfg.roles, groups, t0, time.Hour)
+	cl.req, cl.accept = upgradeRequest(f.host, f.path+"?access_token="+tok)
+	cl.deadlineNs.Store(t0.Add(f.cfg.handshakeTimeout).UnixNano())
+	cl.state.Store(stateHandshaking)
+	f.live.Add(1)
+	// Enroll dups the socket onto a loop and closes conn (gnet v2.9.7 client_unix.go), so
+	// the process holds one descriptor per connection. The extra Close is harmless and keeps
+	// that true should gnet stop doing it.
+	_, err = f.cli.EnrollContext(conn, cl)
+	_ = conn.Close()
+	if err != nil {
+		f.live.Add(-1)
+		if cl.state.CompareAndSwap(stateHandshaking, stateDone) {
+			f.settle(failEnroll)
 		}
 	}
-	defer release()
-	if f.stopping.Load() {
-		f.fail("not-attempted")
-		return
-	}
+}
 
-	t0 := time.Now()
-	f.firstDial.CompareAndSwap(0, f.since(t0)+1)
-	conn, err := f.d.dial(ctx, i, f.cfg.handshakeTimeout)
-	if err != nil {
-		f.fail(dialKind(err))
-		return
+// connectedLoop marks cl up; it runs on cl's loop when the connected event arrives. It
+// reports false when the sweeper timed the handshake out first.
+func (f *fleet) connectedLoop(cl *client) bool {
+	if !cl.state.CompareAndSwap(stateHandshaking, stateUp) {
+		return false
 	}
-	c := &client{conn: conn, br: newReader(conn)}
-	f.clients[i].Store(c)
-	if f.stopping.Load() {
-		_ = conn.Close()
-		f.fail("not-attempted")
-		return
-	}
-	_ = conn.SetDeadline(t0.Add(f.cfg.handshakeTimeout))
-	tok := signClientToken(f.cfg.svc, f.cfg.hub, "bench-"+strconv.Itoa(i), nil, f.cfg.groups, t0, time.Hour)
-	err = c.handshake(f.host, f.path+"?access_token="+tok)
-	if err == nil {
-		err = c.awaitConnected()
-	}
-	if err != nil {
-		_ = conn.Close()
-		f.fail(failureKind(err))
-		return
-	}
-	_ = conn.SetDeadline(time.Time{})
 	now := time.Now()
-	f.handshake.Record(now.Sub(t0))
+	f.handshake.Record(now.Sub(cl.dialedAt))
 	for {
 		last := f.lastUp.Load()
-		if f.since(now) <= last || f.lastUp.CompareAndSwap(last, f.since(now)) {
+		if now.UnixNano() <= last || f.lastUp.CompareAndSwap(last, now.UnixNano()) {
 			break
 		}
 	}
 	f.connected.Add(1)
 	f.up.Add(1)
-	release()
-	settle()
+	f.settle("")
+	return true
+}
 
-	// close sets stopping before it sets read deadlines, so either it saw c above or we see
-	// stopping here (after clearing the handshake deadline).
-	if f.stopping.Load() {
-		f.up.Add(-1)
-		c.sendClose()
+// closed runs on cl's loop in OnClose.
+func (f *fleet) closed(cl *client, err error) {
+	f.live.Add(-1)
+	if cl.state.CompareAndSwap(stateHandshaking, stateDone) {
+		kind := cl.failKind
+		if kind == "" {
+			kind = closeKind("handshake", err)
+		}
+		f.settle(kind)
 		return
 	}
-	for {
-		_, payload, err := c.next()
-		if err != nil {
-			f.up.Add(-1)
-			if f.stopping.Load() {
-				c.sendClose()
-				return
-			}
-			_ = conn.Close()
-			f.dropped.Add(1)
-			f.fail(dropKind(err))
+	if cl.state.CompareAndSwap(stateUp, stateDone) {
+		f.up.Add(-1)
+		if f.stopping.Load() {
 			return
 		}
-		if f.cfg.onMessage != nil {
-			f.cfg.onMessage(i, payload)
+		kind := cl.failKind
+		if kind == "" {
+			kind = closeKind(failDropped, err)
+		}
+		f.dropped.Add(1)
+		f.fail(kind)
+	}
+}
+
+// sweepTimeouts fails handshakes that outlive their deadline, ten times a second: one
+// goroutine per fleet instead of a timer per connection.
+func (f *fleet) sweepTimeouts() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.sweep:
+			return
+		case now := <-t.C:
+			ns := now.UnixNano()
+			for _, cl := range f.clients {
+				if cl.state.Load() != stateHandshaking || cl.deadlineNs.Load() > ns {
+					continue
+				}
+				if cl.state.CompareAndSwap(stateHandshaking, stateDone) {
+					f.settle(failHSTimeout)
+					if c := cl.conn.Load(); c != nil {
+						_ = c.Close()
+					}
+				}
+			}
 		}
 	}
 }
 
-// awaitConnected reads the first message, which must be the connected event.
-func (c *client) awaitConnected() error {
-	_, payload, err := c.next()
-	if err != nil {
-		var ce *closeError
-		if errors.As(err, &ce) {
-			return withKind(fmt.Sprintf("%s-%d", failClosedEarly, ce.code), err)
-		}
-		var ke *kindError
-		if errors.As(err, &ke) {
-			return err
-		}
-		return withKind(ioKind(err, failHSEOF), err)
-	}
-	if !isConnected(payload) {
-		return withKind(failFirstFrame, fmt.Errorf("first message %.80q", payload))
-	}
-	return nil
-}
-
-func dropKind(err error) string {
-	var ce *closeError
-	switch {
-	case errors.As(err, &ce):
-		return fmt.Sprintf("%s-close-%d", failDropped, ce.code)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return failDropped + "-eof"
-	case errors.Is(err, syscall.ECONNRESET):
-		return failDropped + "-reset"
-	}
-	var ke *kindError
-	if errors.As(err, &ke) {
-		return ke.kind
-	}
-	return failDropped + "-other"
-}
-
-// close sends a close frame on every connection and waits, at most wait, for the client
-// goroutines to end; connections still open then are closed without one.
+// close sends a close frame on every open connection and waits, at most wait, for the
+// server to close them; connections still open then are closed without waiting. It stops
+// the loops; the fleet is unusable afterwards.
 func (f *fleet) close(wait time.Duration) {
 	f.stopping.Store(true)
-	now := time.Now()
-	for i := range f.clients {
-		if c := f.clients[i].Load(); c != nil {
-			_ = c.conn.SetReadDeadline(now)
+	f.dialers.Wait()
+	for _, cl := range f.clients {
+		c := cl.conn.Load()
+		if c == nil {
+			continue
+		}
+		if cl.state.Load() == stateUp {
+			_ = c.AsyncWrite(closeFrame, nil)
+		} else {
+			_ = c.Close()
 		}
 	}
-	done := make(chan struct{})
-	go func() { f.exited.Wait(); close(done) }()
-	select {
-	case <-done:
-		return
-	case <-time.After(wait):
+	deadline := time.Now().Add(wait)
+	for f.live.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
-	for i := range f.clients {
-		if c := f.clients[i].Load(); c != nil {
-			_ = c.conn.Close()
+	if f.live.Load() > 0 {
+		for _, cl := range f.clients {
+			if c := cl.conn.Load(); c != nil {
+				_ = c.Close()
+			}
+		}
+		deadline = time.Now().Add(time.Second)
+		for f.live.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	select {
-	case <-done:
-	case <-time.After(time.Second):
-	}
+	close(f.sweep)
+	_ = f.cli.Stop()
 }

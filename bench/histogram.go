@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"math/bits"
 	"sync/atomic"
@@ -78,4 +80,57 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 		}
 	}
 	return h.Max()
+}
+
+// histogramData is a Histogram on the wire between a worker and the parent: its non-empty
+// buckets, so the parent can merge the workers' histograms exactly and compute quantiles
+// over all of them (averaging per-worker percentiles would not be a percentile).
+type histogramData struct {
+	// SubBits is histSubBits of the process that recorded it; merging refuses another.
+	SubBits int `json:"sub_bits"`
+	// Buckets are [bucket index, count] pairs in increasing index order.
+	Buckets [][2]uint64 `json:"buckets"`
+	Count   uint64      `json:"count"`
+	MaxNs   int64       `json:"max_ns"`
+}
+
+// errHistogramLayout means a worker sent buckets of another layout: the worker binary is not
+// this binary. Run the bench from one build.
+var errHistogramLayout = errors.New("bench: histogram buckets of another layout")
+
+// snapshot returns h's buckets. Call it once recording has stopped, or accept a reading
+// that may miss values being recorded concurrently.
+func (h *Histogram) snapshot() *histogramData {
+	d := &histogramData{SubBits: histSubBits, Count: h.n.Load(), MaxNs: h.max.Load()}
+	for i := range h.counts {
+		if c := h.counts[i].Load(); c > 0 {
+			d.Buckets = append(d.Buckets, [2]uint64{uint64(i), c})
+		}
+	}
+	return d
+}
+
+// merge adds d's counts to h. A nil d adds nothing.
+func (h *Histogram) merge(d *histogramData) error {
+	if d == nil {
+		return nil
+	}
+	if d.SubBits != histSubBits {
+		return fmt.Errorf("%w: sub_bits %d, want %d", errHistogramLayout, d.SubBits, histSubBits)
+	}
+	for _, b := range d.Buckets {
+		if b[0] >= histBuckets {
+			return fmt.Errorf("%w: bucket %d of %d", errHistogramLayout, b[0], histBuckets)
+		}
+	}
+	for _, b := range d.Buckets {
+		h.counts[b[0]].Add(b[1])
+	}
+	h.n.Add(d.Count)
+	for {
+		m := h.max.Load()
+		if d.MaxNs <= m || h.max.CompareAndSwap(m, d.MaxNs) {
+			return nil
+		}
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -59,51 +58,38 @@ func readStatus(pid string) (procStatus, error) {
 	return st, nil
 }
 
-// readCPU returns the user plus system CPU time pid has used.
+// readCPU returns the user plus system CPU time pid ("self" for this process) has used.
 func readCPU(pid string) (time.Duration, error) {
+	own, _, err := readCPUTimes(pid)
+	return own, err
+}
+
+// readCPUTimes returns pid's own utime+stime and the cutime+cstime of its children that
+// have been waited for.
+func readCPUTimes(pid string) (own, children time.Duration, err error) {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNoProc, err)
+		return 0, 0, fmt.Errorf("%w: %v", ErrNoProc, err)
 	}
 	// proc(5): the command name (field 2) is in parentheses and may hold spaces, so fields
-	// are counted after the last ')': state is field 3, utime 14, stime 15.
+	// are counted after the last ')': state is field 3, utime 14, stime 15, cutime 16,
+	// cstime 17.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("%w: malformed /proc/%s/stat", ErrNoProc, pid)
+		return 0, 0, fmt.Errorf("%w: malformed /proc/%s/stat", ErrNoProc, pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("%w: short /proc/%s/stat", ErrNoProc, pid)
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("%w: short /proc/%s/stat", ErrNoProc, pid)
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%w: bad utime/stime in /proc/%s/stat", ErrNoProc, pid)
+	var ticks [4]int64
+	for k := range ticks {
+		if ticks[k], err = strconv.ParseInt(f[11+k], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("%w: bad CPU times in /proc/%s/stat", ErrNoProc, pid)
+		}
 	}
-	return time.Duration(ut+st) * time.Second / userHZ, nil
-}
-
-// selfCPU returns the CPU time this process has used.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// checkFileLimit fails when conns connections (plus a margin for the runtime, the REST
-// client and /proc reads) would pass this process's open-file limit.
-func checkFileLimit(conns int) error {
-	const margin = 64
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return nil
-	}
-	if uint64(conns+margin) > rl.Cur {
-		return fmt.Errorf("bench: %d connections need %d open files, but ulimit -n is %d: lower the count or raise the limit", conns, conns+margin, rl.Cur)
-	}
-	return nil
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / userHZ }
+	return tick(ticks[0] + ticks[1]), tick(ticks[2] + ticks[3]), nil
 }
 
 // CPUModel returns the first "model name" of /proc/cpuinfo, or "unknown".

@@ -148,7 +148,7 @@ func humanValue(m Metric) string {
 	switch {
 	case strings.HasSuffix(m.Unit, "-ns"):
 		return time.Duration(m.Value).Round(time.Microsecond).String()
-	case strings.HasPrefix(m.Unit, "bytes"):
+	case strings.Contains(m.Unit, "bytes"):
 		return fmt.Sprintf("%s %s (%s)", formatValue(m.Value), m.Unit, humanBytes(m.Value))
 	case m.Unit == "ratio":
 		return fmt.Sprintf("%.4f%%", 100*m.Value)

@@ -17,18 +17,27 @@ import (
 const benchUsage = `usage:
   webpubsub bench idle    --server-pid PID [--conns N] [--hold 10s] [common flags]
   webpubsub bench connect [--conns N] [--concurrency C] [--server-pid PID] [common flags]
-  webpubsub bench fanout  [--members N] [--messages M] [--rate R] [--size B] [--server-pid PID] [common flags]
+  webpubsub bench fanout  [--members N] [--messages M] [--rate R] [--size B] [--publisher rest|client] [common flags]
+  webpubsub bench chat    [--groups G] [--members-per-group K] [--messages M] [--rate R] [--size B] [common flags]
+  webpubsub bench echo    (not available yet)
 
-Load-tests a running server over real sockets, from this process:
+Load-tests a running server over real sockets:
   idle     hold N idle connections; server RSS per connection (needs --server-pid, same host)
-  connect  connect storm; handshakes/s, handshake latency p50/p99, failures by kind
-  fanout   N members of one group, M REST group sends at R/s of B bytes; deliveries/s,
-           completeness, end-to-end latency, server CPU per million deliveries
+  connect  connect storm; handshakes/s, handshake latency, failures by kind
+  fanout   N members of one group, M group sends at R/s of B bytes through REST or a client;
+           deliveries/s, completeness, end-to-end latency p50/p99/p999/max, server CPU per
+           million deliveries
+  chat     G groups of K members; every member sends M messages to its group at R/s with
+           sendToGroup; deliveries/s, completeness, latency
+  echo     plain clients through an upstream that replies: waits for issue 4
 
-The bench runs one goroutine and one socket per connection, so N is bounded by this
-process's open-file limit (ulimit -n; about 19000 connections under a 20000 limit).
-Every run stops by itself: after the count, the planned time and --timeout.
-The result is printed as a table and as a Go benchmark line (benchstat can compare runs).
+The clients run on gnet event loops in worker processes (this binary, re-executed), at
+most --conns-per-worker connections each, so no process passes the open-file limit
+(ulimit -n). Source addresses are spread over 127.0.0.1-127.0.0.254 against a loopback
+server. Every run stops by itself: after the count, the planned time and --timeout.
+The bench reports its own CPU (itself and its workers) beside the server's.
+The server is given by --connection-string or $WEBPUBSUB_CONNECTION_STRING.
+With $WEBPUBSUB_BENCH_WORKER_CPUPROFILE=PREFIX each worker writes a CPU profile to PREFIX.PID.
 Run "webpubsub bench SCENARIO --help" for all flags.
 `
 
@@ -42,6 +51,14 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	scenario, args := args[0], args[1:]
+	switch scenario {
+	case "worker":
+		// Hidden: a worker process the parent starts; it speaks JSON lines on stdin/stdout.
+		return bench.WorkerMain(os.Stdin, stdout)
+	case "echo":
+		fmt.Fprintln(stderr, "webpubsub bench echo: not available until upstream event handlers exist (issue 4)")
+		return exitUsage
+	}
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -53,10 +70,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Hub, "hub", "bench", "hub to connect to")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "bound on waiting for the server (ramp-up, drain), added to the planned time (default 60s)")
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 0, "bound on one connection from dial to its connected event (default 10s)")
-	fs.IntVar(&o.Concurrency, "concurrency", 200, "handshakes in flight")
+	fs.IntVar(&o.Concurrency, "concurrency", 200, "handshakes in flight, over all workers")
 	fs.IntVar(&o.LoopbackSources, "loopback-sources", 254, "spread source addresses over 127.0.0.1-127.0.0.N against a loopback server; -1 lets the kernel pick")
+	fs.IntVar(&o.ConnsPerWorker, "conns-per-worker", 0, "connections per worker process at most (default 15000, less under a low ulimit -n)")
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "server process id, to read its memory, threads and CPU time from /proc")
-	format := fs.String("format", "text", "text (table and benchmark line), bench (benchmark lines only) or json")
+	format := fs.String("format", "table", "table (a table and the benchmark line), bench (Go benchmark lines only, for benchstat) or json")
 	progress := fs.Bool("progress", isTerminal(os.Stderr), "print a status line to stderr every second (default: when stderr is a terminal)")
 
 	var run func(context.Context) (*bench.Result, error)
@@ -73,12 +91,23 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	case "fanout":
 		var c bench.FanoutConfig
 		fs.IntVar(&c.Members, "members", 1000, "group members (connections)")
-		fs.IntVar(&c.Messages, "messages", 50, "REST group sends")
+		fs.IntVar(&c.Messages, "messages", 50, "group sends")
 		fs.Float64Var(&c.Rate, "rate", 5, "sends per second")
 		fs.IntVar(&c.SizeBytes, "size", 64, "payload bytes (at least 31: send time and sequence number)")
 		fs.StringVar(&c.Group, "group", "bench", "group name")
+		fs.StringVar(&c.Publisher, "publisher", bench.PublisherREST, "rest (REST group send) or client (a client with the webpubsub.sendToGroup role)")
 		fs.IntVar(&c.InFlight, "in-flight", 16, "REST sends in flight at most")
+		fs.DurationVar(&c.Quiet, "quiet", 0, "end the drain once no delivery arrived for this long (default 5s)")
 		run = func(ctx context.Context) (*bench.Result, error) { c.Options = o; return bench.RunFanout(ctx, c) }
+	case "chat":
+		var c bench.ChatConfig
+		fs.IntVar(&c.Groups, "groups", 100, "groups")
+		fs.IntVar(&c.MembersPerGroup, "members-per-group", 10, "members of each group (connections = groups x members-per-group)")
+		fs.IntVar(&c.Messages, "messages", 10, "messages each member sends")
+		fs.Float64Var(&c.Rate, "rate", 1, "sends per second of each member")
+		fs.IntVar(&c.SizeBytes, "size", 64, "payload bytes (at least 31: send time and sequence number)")
+		fs.DurationVar(&c.Quiet, "quiet", 0, "bound on the wait for acks, and end the drain once no delivery arrived for this long (default 5s)")
+		run = func(ctx context.Context) (*bench.Result, error) { c.Options = o; return bench.RunChat(ctx, c) }
 	default:
 		fmt.Fprintf(stderr, "webpubsub bench: unknown scenario %q\n", scenario)
 		fmt.Fprint(stderr, benchUsage)
@@ -94,8 +123,12 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "webpubsub bench %s: unexpected argument %q\n", scenario, fs.Arg(0))
 		return exitUsage
 	}
-	if *format != "text" && *format != "bench" && *format != "json" {
-		fmt.Fprintf(stderr, "webpubsub bench: --format %q: use text, bench or json\n", *format)
+	switch *format {
+	case "text":
+		*format = "table" // the flag's old name
+	case "table", "bench", "json":
+	default:
+		fmt.Fprintf(stderr, "webpubsub bench: --format %q: use table, bench or json\n", *format)
 		return exitUsage
 	}
 	if *cs == "" {
@@ -103,7 +136,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	svc, err := bench.ParseConnectionString(*cs)
 	if err != nil {
-		fmt.Fprintf(stderr, "webpubsub bench: %v\n", err)
+		fmt.Fprintf(stderr, "webpubsub bench: %v: pass --connection-string \"Endpoint=http://HOST:PORT;AccessKey=KEY;Version=1.0;\" or set WEBPUBSUB_CONNECTION_STRING\n", err)
 		return exitUsage
 	}
 	o.Service = svc

@@ -1,0 +1,112 @@
+package bench
+
+import (
+	"bytes"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// minPayloadBytes is the payload header: 19 digits of send time (unix ns, a clock every
+// process on the machine shares), a space, up to 10 digits of sequence number, a space.
+const minPayloadBytes = 31
+
+var (
+	dataKey    = []byte(`"data":"`)
+	ackType    = []byte(`"type":"ack"`)
+	ackIDKey   = []byte(`"ackId":`)
+	ackSuccess = []byte(`"success":true`)
+)
+
+// receiver counts what the clients of one process receive: bench-stamped group messages
+// (latency from the stamp) and sendToGroup acks. Its methods run on the loops; the counters
+// are read by the worker's reports.
+type receiver struct {
+	received, unparsed, acked, nacked atomic.Int64
+	lastRecvNs                        atomic.Int64 // unix ns of the latest stamped message
+	latency, ackLatency               Histogram
+}
+
+// onMessage is a fleetConfig.onMessage.
+func (rv *receiver) onMessage(cl *client, payload []byte) {
+	now := time.Now().UnixNano()
+	if bytes.Contains(payload, ackType) {
+		rv.onAck(cl, payload, now)
+		return
+	}
+	k := bytes.Index(payload, dataKey)
+	if k < 0 {
+		rv.unparsed.Add(1)
+		return
+	}
+	ts, ok := parseDigits(payload[k+len(dataKey):])
+	if !ok {
+		rv.unparsed.Add(1)
+		return
+	}
+	rv.latency.Record(time.Duration(now - ts))
+	cl.received.Add(1)
+	rv.received.Add(1)
+	for {
+		last := rv.lastRecvNs.Load()
+		if now <= last || rv.lastRecvNs.CompareAndSwap(last, now) {
+			return
+		}
+	}
+}
+
+func (rv *receiver) onAck(cl *client, payload []byte, now int64) {
+	// Web PubSub client protocol: {"type":"ack","ackId":1,"success":true} or with
+	// "success":false and an "error" object.
+	if !bytes.Contains(payload, ackSuccess) {
+		rv.nacked.Add(1)
+		return
+	}
+	cl.acked.Add(1)
+	rv.acked.Add(1)
+	if k := bytes.Index(payload, ackIDKey); k >= 0 {
+		if id, ok := parseDigits(payload[k+len(ackIDKey):]); ok && id >= 1 && id <= int64(len(cl.sentAtNs)) {
+			rv.ackLatency.Record(time.Duration(now - cl.sentAtNs[id-1]))
+		}
+	}
+}
+
+func parseDigits(b []byte) (int64, bool) {
+	var v int64
+	n := 0
+	for ; n < len(b) && n < 19 && b[n] >= '0' && b[n] <= '9'; n++ {
+		v = v*10 + int64(b[n]-'0')
+	}
+	return v, n > 0
+}
+
+// appendPayload appends a payload of size bytes stamped with the send time and sequence k.
+func appendPayload(dst []byte, sentNs int64, k, size int) []byte {
+	start := len(dst)
+	dst = strconv.AppendInt(dst, sentNs, 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(k), 10)
+	dst = append(dst, ' ')
+	for len(dst)-start < size {
+		dst = append(dst, 'x')
+	}
+	return dst
+}
+
+// sendToGroupFrame returns a masked frame that sends a stamped text payload to group with
+// ackID (Web PubSub JSON subprotocol, sendToGroup). Each call allocates the frame, which
+// belongs to gnet's AsyncWrite from then on. Group names are plain bench names (no
+// characters JSON escapes).
+func sendToGroupFrame(group string, sentNs int64, k, size int, ackID int) []byte {
+	msg := make([]byte, 0, 96+len(group)+size)
+	msg = append(msg, `{"type":"sendToGroup","group":"`...)
+	msg = append(msg, group...)
+	msg = append(msg, `","dataType":"text","ackId":`...)
+	msg = strconv.AppendInt(msg, int64(ackID), 10)
+	msg = append(msg, `,"data":"`...)
+	msg = appendPayload(msg, sentNs, k, size)
+	msg = append(msg, `"}`...)
+	return appendMasked(make([]byte, 0, len(msg)+14), ws.OpText, msg)
+}
