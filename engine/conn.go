@@ -30,9 +30,9 @@ type conn struct {
 	slot  int32 // index in lp.conns
 
 	// Set at upgrade; immutable afterwards.
-	rc       *registry.Conn
-	kind     wsproto.Kind
-	hub      *hubConfig
+	rc   *registry.Conn
+	kind wsproto.Kind
+	hub  *hubConfig
 
 	lastRead int64 // unix nanos: last inbound frame (WebSocket) or when the connection became idle (HTTP)
 	lastPing int64 // unix nanos of the last ping we sent
