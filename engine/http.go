@@ -159,7 +159,7 @@ func chunkedEnd(b []byte) (int, bool) {
 				}
 			}
 		}
-		if int64(len(b)-i) < size+2 {
+		if size > int64(len(b)-i)-2 { // written so a huge size cannot overflow
 			return 0, false
 		}
 		i += int(size) + 2
