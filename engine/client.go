@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/webpubsub/webpubsub/registry"
+	"github.com/webpubsub/webpubsub/upstream"
 	"github.com/webpubsub/webpubsub/wsproto"
 )
 
@@ -22,10 +23,13 @@ const maxFramesPerWake = 256
 // onFrames parses and handles every complete frame buffered for an upgraded
 // connection. Partial frames stay buffered until more bytes arrive.
 func (c *conn) onFrames() {
+	if c.busy {
+		return // a blocking user event is with the upstream; frames wait in the buffer
+	}
 	buf, _ := c.gc.Peek(-1)
 	limit := c.srv.cfg.Limits.MaxMessageBytes
 	off, frames := 0, 0
-	for off < len(buf) && c.state == stateWS {
+	for off < len(buf) && c.state == stateWS && !c.busy {
 		if frames == maxFramesPerWake {
 			_ = c.gc.Wake(nil)
 			break
@@ -126,8 +130,7 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 		return
 	}
 	if !c.kind.IsPubSub() {
-		// TODO(issue 4): simple clients' frames become upstream `message` events.
-		c.srv.dropLog.log(c.logger(), "message from a simple client dropped: no upstream event handler yet", "bytes", len(payload))
+		c.simpleMessage(op, payload)
 		return
 	}
 	m := &c.lp.msg // decoded on the loop and not kept past this call
@@ -188,21 +191,24 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 		c.srv.deliver(c.srv.reg.GroupMembers(c.rc.Hub, m.Group), out, c.lp)
 		c.ok(m)
 	case wsproto.MsgEvent:
-		// TODO(issue 4): user events go upstream. With no handler configured the
-		// spec's answer is InvocationFailed (with ackId) or a dropped connection.
-		if m.HasAckID {
-			c.fail(m, "InvocationFailed", "No event handler is registered for event '"+m.Event+"'.")
+		if !c.hub.up.HasUserEvent(m.Event) {
+			// No handler: InvocationFailed with an ackId, else a dropped connection
+			// (client-protocol.md §5.2, upstream-protocol.md §6.1).
+			c.srv.dropLog.log(c.logger(), "no event handler for user event", "event", m.Event)
+			if m.HasAckID {
+				c.fail(m, "InvocationFailed", "No event handler is registered for event '"+m.Event+"'.")
+				return
+			}
+			c.close(closeSendEventFail, "SendEventFailed: no event handler is registered for event '"+m.Event+"'.")
 			return
 		}
-		c.close(closeSendEventFail, "SendEventFailed: no event handler is registered for event '"+m.Event+"'.")
+		c.pubsubEvent(m)
 	case wsproto.MsgInvoke:
-		body := append(c.lp.body[:0], `{"type":"invokeResponse","invocationId":`...)
-		body = appendJSONString(body, m.InvocationID)
-		body = append(body, `,"success":false,"error":{"name":"InvocationFailed","message":`...)
-		body = appendJSONString(body, "No event handler is registered for event '"+m.Event+"'.")
-		body = append(body, `}}`...)
-		c.writeText(body)
-		c.lp.body = body[:0]
+		if !c.hub.up.HasUserEvent(m.Event) {
+			c.writeInvokeResponse(m.InvocationID, upstream.EventResult{}, "InvocationFailed", "No event handler is registered for event '"+m.Event+"'.")
+			return
+		}
+		c.invoke(m)
 	case wsproto.MsgPing:
 		b := wsproto.AppendPong(c.lp.body[:0])
 		c.writeText(b)

@@ -22,6 +22,9 @@ type Config struct {
 	PublicEndpoint string
 	// BasePath is an optional URL prefix such as "/webpubsub". Empty means none.
 	BasePath string
+	// RequestOrigin is the WebHook-Request-Origin sent to event handlers
+	// (upstream-protocol.md §9.3): a host name. Empty means the host of PublicEndpoint.
+	RequestOrigin string
 
 	Keys Keys
 	Auth Auth
@@ -94,13 +97,18 @@ type UpstreamAuth struct {
 
 // Upstream holds the event-handler client settings (config.md §3.1 upstream).
 type Upstream struct {
-	ValidationEnabled       bool
+	// ValidationDisabled skips abuse protection (upstream-protocol.md §9.4); it is
+	// on by default.
+	ValidationDisabled      bool
 	ValidationTimeout       time.Duration
 	ValidationSuccessCache  time.Duration
 	Timeout                 time.Duration
 	RetryDelays             []time.Duration
 	MaxResponseBytes        int
 	MaxConnectionStateBytes int
+	// MaxPendingConnects bounds handshakes waiting for the connect event; beyond it
+	// handshakes get 503. Zero means 10 000.
+	MaxPendingConnects int
 }
 
 // Limits bound what one client or request may use (config.md §3.1 limits, §6).

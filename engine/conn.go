@@ -8,16 +8,18 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/webpubsub/webpubsub/registry"
+	"github.com/webpubsub/webpubsub/upstream"
 	"github.com/webpubsub/webpubsub/wsproto"
 )
 
 type connState uint8
 
 const (
-	stateHTTP   connState = iota // reading an HTTP request head
-	stateREST                    // a REST request is running on the worker pool
-	stateWS                      // upgraded WebSocket
-	stateClosed                  // close started; nothing more is read or written
+	stateHTTP       connState = iota // reading an HTTP request head
+	stateREST                        // a REST request is running on the worker pool
+	stateConnecting                  // a handshake waits for the upstream connect event
+	stateWS                          // upgraded WebSocket
+	stateClosed                      // close started; nothing more is read or written
 )
 
 // conn is one accepted socket. It belongs to one event loop from OnOpen to OnClose
@@ -33,6 +35,7 @@ type conn struct {
 	rc   *registry.Conn
 	kind wsproto.Kind
 	hub  *hubConfig
+	sess *upstream.Session // nil when the hub has no event handlers
 
 	lastRead int64 // unix nanos: last inbound frame (WebSocket) or when the connection became idle (HTTP)
 	lastPing int64 // unix nanos of the last ping we sent
@@ -40,6 +43,12 @@ type conn struct {
 	frag   []byte     // reassembly of a fragmented message; nil when none
 	fragOp ws.OpCode  // opcode of the first fragment
 	acks   *ackWindow // ackIds seen, allocated on first use
+
+	// busy is set while a blocking user event is with the upstream: frames stay in the
+	// inbound buffer until it answers (upstream-protocol.md §6.1 ordering).
+	busy bool
+	// reason is why the connection ended, for the upstream disconnected event.
+	reason string
 }
 
 // debug logs at Debug level, building the logger only when Debug is enabled.
@@ -74,6 +83,8 @@ const (
 	closeSendEventFail             // user event without ackId could not be delivered
 	closeProtocol                  // RFC 6455 framing violation
 	closeInvalidData               // text frame that is not UTF-8
+	closeNoHandler                 // simple client message with no `message` handler
+	closeEventFailed               // simple client whose `message` event failed
 )
 
 // category is the Azure close category name (client-protocol.md §9.6).
@@ -91,8 +102,10 @@ func (r closeReason) category() string {
 		return "PingTimeout"
 	case closeShutdown:
 		return "ServiceReload"
-	case closeSendEventFail:
+	case closeSendEventFail, closeEventFailed:
 		return "SendEventFailed"
+	case closeNoHandler:
+		return "EventHandlerNotFound"
 	}
 	return "Normal"
 }
@@ -110,6 +123,10 @@ func (r closeReason) status() ws.StatusCode {
 		return ws.StatusProtocolError
 	case closeInvalidData:
 		return ws.StatusInvalidFramePayloadData
+	case closeNoHandler:
+		return ws.StatusNormalClosure // observed from Azure (client-protocol.md §3)
+	case closeEventFailed:
+		return ws.StatusInternalServerError
 	}
 	return ws.StatusPolicyViolation
 }
@@ -137,6 +154,7 @@ func (c *conn) close(r closeReason, detail string) {
 	if msg == "" {
 		msg = r.category()
 	}
+	c.reason = msg
 	if r != closeClient {
 		c.logger().Info("closing connection", "reason", r.category(), "detail", detail)
 	}
@@ -146,7 +164,7 @@ func (c *conn) close(r closeReason, detail string) {
 		buf = wsproto.AppendFrame(buf, ws.OpText, body)
 	}
 	reason := r.category()
-	if r == closeClient {
+	if r == closeClient || r == closeNoHandler {
 		reason = ""
 	}
 	buf = wsproto.AppendCloseFrame(buf, r.status(), reason)
@@ -165,6 +183,9 @@ func (c *conn) onClosed(err error) {
 	}
 	c.srv.reg.Remove(c.rc)
 	c.srv.wsConns.Add(-1)
+	if c.sess != nil && c.hub.up.HasDisconnected() {
+		c.sess.Disconnected(c.reason)
+	}
 	if prev != stateClosed || err != nil {
 		c.debug("connection closed", "err", err)
 	}

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/fasthttp"
 
 	"github.com/webpubsub/webpubsub/registry"
+	"github.com/webpubsub/webpubsub/upstream"
 	"github.com/webpubsub/webpubsub/wsproto"
 )
 
@@ -87,23 +90,123 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 	for _, v := range h.PeekAll("Sec-WebSocket-Protocol") {
 		offered = wsproto.SplitProtocols(offered, string(v))
 	}
-	selected, kind := wsproto.SelectProtocol(offered)
+	p := pendingConn{
+		head: head, hubName: hubName, hub: hub, offered: offered,
+		userID: claims.UserID, roles: claims.Roles, groups: claims.Groups,
+		id: newConnectionID(),
+	}
+	if !hub.up.HasConnect() {
+		if hub.up != nil {
+			p.sess = s.up.NewSession(upstream.SessionInfo{Hub: p.hubName, HubKey: hub.up, ConnectionID: p.id, UserID: p.userID})
+		}
+		c.upgrade(&p, "")
+		return
+	}
+	// The connect event is blocking (upstream-protocol.md §4): the handshake waits
+	// off the loop and resumes on it. Waiting handshakes are bounded.
+	if s.connecting.Add(1) > int64(s.cfg.Upstream.MaxPendingConnects) {
+		s.connecting.Add(-1)
+		reject(503, "too many connections waiting for the connect event handler")
+		return
+	}
+	p.sess = s.up.NewSession(upstream.SessionInfo{Hub: p.hubName, HubKey: hub.up, ConnectionID: p.id, UserID: p.userID})
+	req := upstream.ConnectRequest{
+		Claims:       claims.ConnectClaims(),
+		Query:        connectQuery(q),
+		Headers:      connectHeaders(h),
+		Subprotocols: offered,
+	}
+	if token == "" {
+		req.Claims = map[string][]string{}
+	}
+	c.state = stateConnecting
+	lp := c.lp
+	p.sess.Connect(req, func(res upstream.ConnectResult) {
+		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			s.connecting.Add(-1)
+			c.finishConnect(&p, res)
+			return nil
+		}))
+	})
+}
+
+// pendingConn is what a handshake has decided before the upgrade: kept across the
+// connect event's round trip.
+type pendingConn struct {
+	head    []byte
+	hubName string
+	hub     *hubConfig
+	offered []string
+	id      string
+	userID  string
+	roles   []string
+	groups  []string
+	sess    *upstream.Session
+}
+
+// finishConnect applies the connect event's result (upstream-protocol.md §4.2, §4.3)
+// on the connection's loop and completes or rejects the upgrade.
+func (c *conn) finishConnect(p *pendingConn, res upstream.ConnectResult) {
+	if c.state != stateConnecting {
+		return // the client went away while the upstream decided; nothing was sent
+	}
+	c.state = stateHTTP
+	log := c.srv.log.With(slog.String("hub", p.hubName), slog.String("conn", p.id))
+	if res.Err != nil {
+		var rej *upstream.RejectError
+		if errors.As(res.Err, &rej) {
+			log.Info("connect rejected by the event handler", "status", rej.Status)
+			c.replyStatus(rej.Status, string(rej.Body))
+			return
+		}
+		log.Warn("connect event failed", "err", res.Err)
+		c.replyStatus(500, "the connect event handler failed")
+		return
+	}
+	if res.UserID != nil {
+		p.userID = *res.UserID
+	}
+	if len(res.Groups) > 0 {
+		p.groups = res.Groups
+	}
+	if res.HasRoles {
+		p.roles = res.Roles
+	}
+	if res.Subprotocol != "" && !slices.Contains(p.offered, res.Subprotocol) {
+		log.Warn("connect event handler chose a subprotocol the client did not offer", "subprotocol", res.Subprotocol)
+		c.replyStatus(500, "the connect event handler chose a subprotocol the client did not offer")
+		return
+	}
+	p.sess.SetUserID(p.userID)
+	c.upgrade(p, res.Subprotocol)
+}
+
+// upgrade completes the WebSocket handshake, registers the connection, sends the
+// `connected` system message first (PubSub clients) and the upstream connected event.
+// chosen is the subprotocol the connect handler picked ("" = the server chooses).
+func (c *conn) upgrade(p *pendingConn, chosen string) {
+	s := c.srv
+	selected, kind := chosen, wsproto.KindOf(chosen)
+	if chosen == "" {
+		selected, kind = wsproto.SelectProtocol(p.offered)
+	}
 	if kind == wsproto.KindProtobuf || kind == wsproto.KindProtobufReliable {
 		// TODO(issue 5): protobuf subprotocols. Until then pick a JSON one the client
 		// also offered, or refuse clearly rather than speak the wrong protocol.
 		selected, kind = "", wsproto.KindSimple
-		for _, p := range offered {
-			if k := wsproto.KindOf(p); k.IsJSON() {
-				selected, kind = p, k
+		for _, o := range p.offered {
+			if k := wsproto.KindOf(o); k.IsJSON() {
+				selected, kind = o, k
 				break
 			}
 		}
 		if selected == "" {
-			reject(400, "protobuf subprotocols are not supported yet")
+			s.log.Info("handshake rejected", "status", 400, "why", "protobuf subprotocols are not supported yet", "remote", c.remote())
+			c.replyStatus(400, "protobuf subprotocols are not supported yet")
 			return
 		}
 	}
-	resp, err := wsproto.AppendUpgradeResponse(nil, head, selected)
+	resp, err := wsproto.AppendUpgradeResponse(nil, p.head, selected)
 	if err != nil {
 		s.log.Info("handshake rejected", "why", err.Error(), "remote", c.remote())
 		_, _ = c.gc.Write(resp)
@@ -111,31 +214,65 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		_ = c.gc.Close()
 		return
 	}
-
-	id := newConnectionID()
 	// Hub and user id alias the request URI and the decoded token; clone them so an
 	// idle connection does not pin ~1 KB of handshake buffers (measured with pprof).
-	rc := &registry.Conn{ID: id, Hub: strings.Clone(hubName), UserID: strings.Clone(claims.UserID), Handle: c}
-	rc.SetRoles(claims.Roles)
+	rc := &registry.Conn{ID: p.id, Hub: strings.Clone(p.hubName), UserID: strings.Clone(p.userID), Handle: c}
+	rc.SetRoles(p.roles)
 	if err := s.reg.Add(rc); err != nil {
-		reject(500, "could not register connection", "err", err)
+		s.log.Error("could not register connection", "err", err)
+		c.replyStatus(500, "could not register connection")
 		return
 	}
-	for _, g := range claims.Groups {
-		s.reg.Join(rc, g)
+	for _, g := range p.groups {
+		if wsproto.ValidGroupName(g) {
+			s.reg.Join(rc, g)
+		}
 	}
-	c.rc, c.kind, c.hub = rc, kind, hub
+	c.rc, c.kind, c.hub, c.sess = rc, kind, p.hub, p.sess
 	now := s.now().UnixNano()
 	c.lastRead, c.lastPing = now, now
 	c.state = stateWS
 	s.wsConns.Add(1)
 	if kind.IsPubSub() {
-		resp = wsproto.AppendFrame(resp, ws.OpText, wsproto.AppendConnected(nil, claims.UserID, claims.HasUser, id, ""))
+		resp = wsproto.AppendFrame(resp, ws.OpText, wsproto.AppendConnected(nil, p.userID, p.userID != "", p.id, ""))
 	}
 	_, _ = c.gc.Write(resp)
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		c.logger().Debug("connected", "protocol", selected, "groups", len(claims.Groups))
+	if c.sess != nil {
+		if selected != "" {
+			c.sess.SetSubprotocol(selected)
+		}
+		if c.hub.up.HasConnected() {
+			c.sess.Connected()
+		}
 	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.logger().Debug("connected", "protocol", selected, "groups", len(p.groups))
+	}
+}
+
+// connectQuery is the client URL's query without the access token (§4.1).
+func connectQuery(q url.Values) map[string][]string {
+	out := make(map[string][]string, len(q))
+	for k, v := range q {
+		if k != "access_token" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// connectHeaders is the handshake's headers, grouped by name, without
+// Authorization (§4.1).
+func connectHeaders(h *fasthttp.RequestHeader) map[string][]string {
+	out := make(map[string][]string)
+	for k, v := range h.All() {
+		name := string(k)
+		if strings.EqualFold(name, "Authorization") {
+			continue
+		}
+		out[name] = append(out[name], string(v))
+	}
+	return out
 }
 
 // hubFromPath extracts the hub from /client/hubs/{hub} (path wins) or /client?hub=.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/webpubsub/webpubsub/registry"
+	"github.com/webpubsub/webpubsub/upstream"
 	"github.com/webpubsub/webpubsub/wsproto"
 )
 
@@ -36,14 +38,16 @@ type Server struct {
 	pool     *workerPool
 	rest     fasthttp.RequestHandler
 
-	eng      gnet.Engine
-	addr     atomic.Pointer[net.TCPAddr]
-	started  chan struct{}
-	stopped  chan struct{}
-	runErr   error
-	draining atomic.Bool
-	wsConns  atomic.Int64 // open WebSocket connections; read by REST, metrics and shutdown
-	dropLog  rateLimitedLog
+	eng        gnet.Engine
+	addr       atomic.Pointer[net.TCPAddr]
+	started    chan struct{}
+	stopped    chan struct{}
+	runErr     error
+	draining   atomic.Bool
+	wsConns    atomic.Int64 // open WebSocket connections; read by REST, metrics and shutdown
+	connecting atomic.Int64 // handshakes waiting for the upstream connect event
+	up         *upstream.Client
+	dropLog    rateLimitedLog
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
@@ -56,6 +60,7 @@ type Server struct {
 type hubConfig struct {
 	anonymous bool
 	keepAlive time.Duration
+	up        *upstream.Hub // compiled event handlers; nil when there are none
 }
 
 // loop is the per-event-loop state: scratch buffers and the connections it owns.
@@ -87,14 +92,23 @@ func New(cfg Config) (*Server, error) {
 		reg:      reg,
 		verifier: NewTokenVerifier(cfg.Keys, cfg.Auth.ClockSkew, strictEndpoints(cfg)),
 		hubs:     make(map[string]*hubConfig, len(cfg.Hubs)),
-		defHub:   newHubConfig(cfg.DefaultHub),
 		started:  make(chan struct{}),
 		stopped:  make(chan struct{}),
 		loops:    make(map[gnet.EventLoop]*loop),
 		now:      time.Now,
 	}
 	for name, h := range cfg.Hubs {
-		s.hubs[strings.ToLower(name)] = newHubConfig(h)
+		hc, err := newHubConfig(h)
+		if err != nil {
+			return nil, fmt.Errorf("engine: hubs.%s.eventHandlers: %w", name, err)
+		}
+		s.hubs[strings.ToLower(name)] = hc
+	}
+	if s.defHub, err = newHubConfig(cfg.DefaultHub); err != nil {
+		return nil, fmt.Errorf("engine: defaultHub.eventHandlers: %w", err)
+	}
+	if s.up, err = upstream.New(upstreamConfig(cfg, log)); err != nil {
+		return nil, err
 	}
 	s.pool = newWorkerPool(cfg.Workers, 8192)
 	s.rest = s.handleREST
@@ -110,7 +124,7 @@ func strictEndpoints(cfg Config) []string {
 	return []string{cfg.PublicEndpoint}
 }
 
-func newHubConfig(h HubSettings) *hubConfig {
+func newHubConfig(h HubSettings) (*hubConfig, error) {
 	hc := &hubConfig{
 		anonymous: strings.EqualFold(h.AnonymousConnectPolicy, "allow"),
 		keepAlive: h.KeepAliveInterval,
@@ -118,7 +132,57 @@ func newHubConfig(h HubSettings) *hubConfig {
 	if hc.keepAlive <= 0 {
 		hc.keepAlive = 20 * time.Second
 	}
-	return hc
+	if len(h.EventHandlers) > 0 {
+		handlers := make([]upstream.Handler, len(h.EventHandlers))
+		for i, eh := range h.EventHandlers {
+			handlers[i] = upstream.Handler{
+				URLTemplate:      eh.URLTemplate,
+				UserEventPattern: eh.UserEventPattern,
+				SystemEvents:     eh.SystemEvents,
+				BearerToken:      eh.Auth.BearerToken,
+			}
+		}
+		up, err := upstream.CompileHub(handlers)
+		if err != nil {
+			return nil, err
+		}
+		hc.up = up
+	}
+	return hc, nil
+}
+
+// upstreamConfig converts the server's settings into the upstream client's.
+func upstreamConfig(cfg Config, log *slog.Logger) upstream.Config {
+	keys := []string{cfg.Keys.Primary}
+	if cfg.Keys.Secondary != "" {
+		keys = append(keys, cfg.Keys.Secondary)
+	}
+	public := cfg.PublicEndpoint
+	if public == "" {
+		public = "http://" + cfg.Listen
+	}
+	var host, hostPort string
+	if u, err := url.Parse(public); err == nil {
+		host, hostPort = u.Hostname(), u.Host
+	}
+	origin := cfg.RequestOrigin
+	if origin == "" {
+		origin = host
+	}
+	u := cfg.Upstream
+	return upstream.Config{
+		Keys:                    keys,
+		RequestOrigin:           origin,
+		PublicHostPort:          hostPort,
+		ValidationDisabled:      u.ValidationDisabled,
+		ValidationTimeout:       u.ValidationTimeout,
+		ValidationSuccessCache:  u.ValidationSuccessCache,
+		Timeout:                 u.Timeout,
+		RetryDelays:             u.RetryDelays,
+		MaxResponseBytes:        u.MaxResponseBytes,
+		MaxConnectionStateBytes: u.MaxConnectionStateBytes,
+		Logger:                  log,
+	}
 }
 
 // applyDefaults fills zero values and validates; it is the only place defaults live.
@@ -137,6 +201,9 @@ func applyDefaults(cfg *Config) error {
 	}
 	if cfg.Limits.MaxOutboundBytes <= 0 {
 		cfg.Limits.MaxOutboundBytes = 16 << 20
+	}
+	if cfg.Upstream.MaxPendingConnects <= 0 {
+		cfg.Upstream.MaxPendingConnects = 10000
 	}
 	if cfg.Limits.HTTPIdleTimeout <= 0 {
 		cfg.Limits.HTTPIdleTimeout = 2 * time.Minute
@@ -233,6 +300,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 stop:
 	err := s.eng.Stop(ctx)
 	s.pool.stop()
+	s.up.Close()
 	<-s.stopped
 	return err
 }
@@ -343,7 +411,7 @@ func (lp *loop) sweep(now time.Time, httpIdle int64) {
 			continue
 		}
 		ka := int64(c.hub.keepAlive)
-		if n-c.lastRead > 3*ka {
+		if n-c.lastRead > 3*ka && !c.busy { // a slow upstream is not the client's silence
 			c.close(closePingTimeout, "")
 			continue
 		}

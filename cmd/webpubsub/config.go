@@ -1043,8 +1043,7 @@ func readUpstream(v any, cfg *engine.Config) error {
 		return err
 	}
 	up := &cfg.Upstream
-	// Azure always validates handlers (upstream-protocol.md §9), so absent means enabled.
-	up.ValidationEnabled = true
+	// Azure always validates handlers (upstream-protocol.md §9): absent means enabled.
 	vs, err := asSection("upstream.validation", f["validation"])
 	if err != nil {
 		return err
@@ -1054,9 +1053,11 @@ func readUpstream(v any, cfg *engine.Config) error {
 		return err
 	}
 	if vf["enabled"] != nil {
-		if up.ValidationEnabled, err = boolValue("upstream.validation.enabled", vf["enabled"]); err != nil {
+		enabled, err := boolValue("upstream.validation.enabled", vf["enabled"])
+		if err != nil {
 			return err
 		}
+		up.ValidationDisabled = !enabled
 	}
 	durations := []struct {
 		path string

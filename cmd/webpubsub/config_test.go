@@ -59,7 +59,6 @@ func exampleConfig() engine.Config {
 		},
 		DefaultHub: engine.HubSettings{AnonymousConnectPolicy: "deny", KeepAliveInterval: 20 * time.Second},
 		Upstream: engine.Upstream{
-			ValidationEnabled:       true,
 			ValidationTimeout:       10 * time.Second,
 			ValidationSuccessCache:  60 * time.Second,
 			Timeout:                 100 * time.Second,
@@ -136,7 +135,7 @@ func TestLoadConfigJSON(t *testing.T) {
 			},
 			"notify_v2": {},
 		},
-		Upstream: engine.Upstream{RetryDelays: []time.Duration{}, Timeout: 2500 * time.Millisecond},
+		Upstream: engine.Upstream{ValidationDisabled: true, RetryDelays: []time.Duration{}, Timeout: 2500 * time.Millisecond},
 		Limits:   engine.Limits{MaxMessageBytes: 65536, MaxConnections: 1000, MaxOutboundBytes: 4 << 20, MaxHeaderBytes: 8192},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -152,7 +151,7 @@ func TestLoadConfigNoFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := engine.Config{Upstream: engine.Upstream{ValidationEnabled: true}}
+	want := engine.Config{}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config = %+v, want %+v", cfg, want)
 	}
@@ -233,7 +232,7 @@ hubs:
 			}
 		}},
 		{"upstream-durations", []string{"WPS_UPSTREAM__RETRY__DELAYSSECONDS=0.5,2", "WPS_UPSTREAM__VALIDATION__ENABLED=false"}, func(t *testing.T, cfg engine.Config) {
-			if !slices.Equal(cfg.Upstream.RetryDelays, []time.Duration{500 * time.Millisecond, 2 * time.Second}) || cfg.Upstream.ValidationEnabled {
+			if !slices.Equal(cfg.Upstream.RetryDelays, []time.Duration{500 * time.Millisecond, 2 * time.Second}) || !cfg.Upstream.ValidationDisabled {
 				t.Errorf("upstream = %+v", cfg.Upstream)
 			}
 		}},

@@ -119,7 +119,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		dev = true
 		cfg.Keys.Primary = engine.DevAccessKey
 	}
-	_ = info
+	cfg.RequestOrigin = info.RequestOrigin
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if *checkOnly {
 		fmt.Fprintf(stdout, "configuration OK: listen=%s hubs=%d dev=%v\n", cfg.Listen, len(cfg.Hubs), dev)
