@@ -309,3 +309,56 @@ func TestUpstreamBlockingOrderAndIsolation(t *testing.T) {
 func wsWrite(c *wsClient, op ws.OpCode, p []byte) error {
 	return ws.WriteFrame(c.conn, ws.MaskFrame(ws.NewFrame(op, true, p)))
 }
+
+// TestUpstreamFaults: a misbehaving upstream gives the documented client-visible
+// outcome and the connection (or the server) carries on.
+func TestUpstreamFaults(t *testing.T) {
+	u := newTestUpstream(t)
+	s := upstreamServer(t, u)
+	c, _ := mustJSONClient(t, s, "up", "u", nil, nil)
+	u.setReply(func(w http.ResponseWriter, call upstreamCall) {
+		switch call.event {
+		case "html":
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = w.Write([]byte("<p>no</p>"))
+		case "badjson":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte("{nope"))
+		case "redirect":
+			w.Header().Set("Location", "/elsewhere")
+			w.WriteHeader(http.StatusFound)
+		case "huge":
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = w.Write([]byte(strings.Repeat("x", 2<<20)))
+		}
+	})
+	for i, ev := range []string{"html", "badjson", "redirect", "huge"} {
+		c.send(`{"type":"event","event":"` + ev + `","ackId":` + string(rune('1'+i)) + `,"dataType":"text","data":"x"}`)
+		u.next(ev)
+		m := c.readJSON()
+		if m["type"] != "ack" || m["success"] != false || m["error"].(map[string]any)["name"] != "InvocationFailed" {
+			t.Fatalf("%s: got %v, want an InvocationFailed ack", ev, m)
+		}
+	}
+	c.send(`{"type":"ping"}`)
+	jsonEq(t, c.readJSON(), `{"type":"pong"}`)
+}
+
+func TestUpstreamUnreachableConnect(t *testing.T) {
+	u := newTestUpstream(t)
+	url := u.srv.URL
+	u.srv.Close() // nothing listens there any more
+	s := testServer(t, func(c *Config) {
+		c.Upstream.RetryDelays = []time.Duration{}
+		c.Upstream.ValidationDisabled = true
+		c.Hubs["up"] = HubSettings{EventHandlers: []EventHandler{{URLTemplate: url + "/{event}", SystemEvents: []string{"connect"}}}}
+	})
+	tok := clientToken(t, s, "up", "u", nil, nil)
+	_, err := dial(t, s, "/client/hubs/up?access_token="+tok, "json.webpubsub.azure.v1")
+	var se ws.StatusError
+	if !errors.As(err, &se) || int(se) != 500 {
+		t.Fatalf("dial err %v, want HTTP 500", err)
+	}
+	// other hubs are unaffected
+	mustJSONClient(t, s, "hub1", "u", nil, nil)
+}
