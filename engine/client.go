@@ -81,11 +81,12 @@ func (c *conn) onFrame(f wsproto.Frame) {
 	case ws.OpPong:
 		// lastRead is already updated: that is all a pong is for.
 	case ws.OpClose:
-		code, _, err := wsproto.ParseClosePayload(f.Payload)
+		code, reason, err := wsproto.ParseClosePayload(f.Payload)
 		if err != nil {
 			c.protocolError(err)
 			return
 		}
+		c.reason = reason // for the upstream disconnected event (§5.2)
 		if code == ws.StatusNoStatusRcvd {
 			code = ws.StatusNormalClosure
 		}

@@ -113,7 +113,7 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 	req := upstream.ConnectRequest{
 		Claims:       claims.ConnectClaims(),
 		Query:        connectQuery(q),
-		Headers:      connectHeaders(h),
+		Headers:      connectHeaders(head),
 		Subprotocols: offered,
 	}
 	if token == "" {
@@ -261,16 +261,18 @@ func connectQuery(q url.Values) map[string][]string {
 	return out
 }
 
-// connectHeaders is the handshake's headers, grouped by name, without
-// Authorization (§4.1).
-func connectHeaders(h *fasthttp.RequestHeader) map[string][]string {
+// connectHeaders is the handshake's headers grouped by name in their original
+// spelling, without Authorization (§4.1). It reads the raw head: the parsed header
+// has its names normalised.
+func connectHeaders(head []byte) map[string][]string {
 	out := make(map[string][]string)
-	for k, v := range h.All() {
-		name := string(k)
-		if strings.EqualFold(name, "Authorization") {
+	lines := strings.Split(string(head), "\r\n")
+	for _, line := range lines[1:] { // the request line first
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name == "" || strings.EqualFold(name, "Authorization") {
 			continue
 		}
-		out[name] = append(out[name], string(v))
+		out[name] = append(out[name], strings.TrimSpace(value))
 	}
 	return out
 }

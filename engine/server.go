@@ -319,6 +319,10 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 		}
 		syscall.Close(fd)
 	}
+	if a := s.addr.Load(); a != nil && s.cfg.PublicEndpoint == "" {
+		// A listener on port 0: event handlers see the port apps actually use.
+		s.up.SetPublicHostPort(a.String())
+	}
 	close(s.started)
 	return gnet.None
 }

@@ -29,7 +29,11 @@ type Client struct {
 
 	pending atomic.Int64 // events accepted and not yet finished
 	closed  atomic.Bool
-	closeCh chan struct{}
+
+	// publicHostPort overrides Config.PublicHostPort once the server knows its bound
+	// port (a listener on port 0); read by validations.
+	publicHostPort atomic.Pointer[string]
+	closeCh        chan struct{}
 
 	sent, failed, retried, dropped atomic.Uint64
 
@@ -429,4 +433,18 @@ func (r *rateLimiter) allow(now time.Time) (bool, uint64) {
 	s := r.suppressed
 	r.suppressed = 0
 	return true, s
+}
+
+// SetPublicHostPort sets the host:port accepted in WebHook-Allowed-Origin (§9.2),
+// replacing Config.PublicHostPort: the engine calls it once it has bound its port.
+// Safe for concurrent use.
+func (c *Client) SetPublicHostPort(hostPort string) {
+	c.publicHostPort.Store(&hostPort)
+}
+
+func (c *Client) currentPublicHostPort() string {
+	if p := c.publicHostPort.Load(); p != nil {
+		return *p
+	}
+	return c.cfg.PublicHostPort
 }

@@ -161,13 +161,14 @@ func (c *Client) validationRequest(method, url string) (int, [][]byte, error) {
 // originAllowed applies §9.2: some comma-separated, trimmed value is "*" or
 // equals (ASCII case-insensitively) the request origin or the public host:port.
 func (c *Client) originAllowed(values [][]byte) bool {
+	hostPort := c.currentPublicHostPort()
 	for _, line := range values {
 		for _, part := range bytes.Split(line, []byte(",")) {
 			part = bytes.TrimSpace(part)
 			switch {
 			case bytes.Equal(part, []byte("*")),
 				bytes.EqualFold(part, []byte(c.cfg.RequestOrigin)),
-				c.cfg.PublicHostPort != "" && bytes.EqualFold(part, []byte(c.cfg.PublicHostPort)):
+				hostPort != "" && bytes.EqualFold(part, []byte(hostPort)):
 				return true
 			}
 		}
