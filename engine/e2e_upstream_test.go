@@ -1,0 +1,260 @@
+//go:build e2e
+
+// End-to-end tests of the upstream (event handler) protocol, upstream-protocol.md, with the
+// official SDKs on both sides (STYLE.md §8): the app server is an express app mounting the
+// unchanged @azure/web-pubsub-express WebPubSubEventHandler, the clients are
+// @azure/web-pubsub-client and plain `ws` WebSocket clients. Each scenario of
+// testdata/sdk/upstream.mjs runs in one Node process that is both the app and the clients:
+// the harness starts it first (it prints the app's port), then starts the real binary with
+// event handlers pointing at that port, hands the script the connection string on stdin, and
+// turns the script's JSON observations into test results. It reuses the server helpers of
+// e2e_test.go.
+//
+// Run with `make e2e`, or: go test -tags e2e -count=1 -v ./engine/ -run E2EUpstream
+package engine_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// upstreamScenario is one scenario of upstream.mjs.
+type upstreamScenario struct {
+	name string
+	// reliableToo also runs the scenario with json.reliable.webpubsub.azure.v1. Scenarios that
+	// wait for `disconnected` after a client's stop() cannot: a reliable connection outlives a
+	// client close for its recovery window (client-protocol.md §7.6).
+	reliableToo bool
+}
+
+// upstreamScenarios must list exactly what `node upstream.mjs --list` prints.
+var upstreamScenarios = []upstreamScenario{
+	{name: "connectRoles", reliableToo: true},
+	{name: "lifecycle"},
+	{name: "plainClient"},
+	{name: "sendEvent", reliableToo: true},
+	{name: "state", reliableToo: true},
+	{name: "connectRejected"},
+	{name: "abuseProtection"},
+}
+
+// upstreamConfig points hubs chat, denied and hostport (the hubs upstream.mjs serves) at the
+// express app on port. One quick retry (instead of 1 s, 3 s, 5 s) keeps the 5xx cases short
+// and lets connectRejected count it.
+func upstreamConfig(port int) string {
+	var b strings.Builder
+	b.WriteString("hubs:\n")
+	for _, hub := range []string{"chat", "denied", "hostport"} {
+		fmt.Fprintf(&b, `  %s:
+    eventHandlers:
+      - urlTemplate: "http://127.0.0.1:%d/api/webpubsub/hubs/{hub}/{event}"
+        userEventPattern: "*"
+        systemEvents: ["connect", "connected", "disconnected"]
+`, hub, port)
+	}
+	b.WriteString("upstream:\n  retry:\n    delaysSeconds: [0.2]\n")
+	return b.String()
+}
+
+// TestE2EUpstream runs every upstream scenario with json.webpubsub.azure.v1 for the SDK clients.
+func TestE2EUpstream(t *testing.T) {
+	runUpstreamScenarios(t, "json.webpubsub.azure.v1", false)
+}
+
+// TestE2EUpstreamReliable runs the scenarios that allow it with the JS client's default,
+// json.reliable.webpubsub.azure.v1.
+func TestE2EUpstreamReliable(t *testing.T) {
+	runUpstreamScenarios(t, "json.reliable.webpubsub.azure.v1", true)
+}
+
+func runUpstreamScenarios(t *testing.T, protocol string, reliable bool) {
+	sdk := requireNode(t)
+	for _, pkg := range []string{"@azure/web-pubsub-express", "express", "ws"} {
+		if _, err := os.Stat(filepath.Join(sdk, "node_modules", pkg, "package.json")); err != nil {
+			t.Fatalf("%s is not installed in %s/node_modules: run `make npm-deps`", pkg, sdk)
+		}
+	}
+	checkUpstreamList(t, sdk)
+	for _, sc := range upstreamScenarios {
+		if reliable && !sc.reliableToo {
+			continue
+		}
+		t.Run(sc.name, func(t *testing.T) {
+			runUpstreamScenario(t, sdk, sc.name, map[string]string{"WEBPUBSUB_PROTOCOL": protocol})
+		})
+	}
+}
+
+// checkUpstreamList compares upstreamScenarios with the scenarios upstream.mjs defines.
+func checkUpstreamList(t *testing.T, sdk string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "upstream.mjs", "--list")
+	cmd.Dir = sdk
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node upstream.mjs --list: %v\n%s", err, exitStderr(err))
+	}
+	var listed, ours []string
+	if err := json.Unmarshal(bytes.TrimSpace(out), &listed); err != nil {
+		t.Fatalf("node upstream.mjs --list printed %q: %v", out, err)
+	}
+	for _, sc := range upstreamScenarios {
+		ours = append(ours, sc.name)
+	}
+	slices.Sort(listed)
+	slices.Sort(ours)
+	if !slices.Equal(listed, ours) {
+		t.Fatalf("scenario lists differ:\n  upstream.mjs:      %v\n  upstreamScenarios: %v\nadd the scenario to upstreamScenarios in e2e_upstream_test.go", listed, ours)
+	}
+}
+
+// upstreamObservation is an observation plus the app's port of the "listening" line.
+type upstreamObservation struct {
+	observation
+	Port int `json:"port"`
+}
+
+// runUpstreamScenario starts `node upstream.mjs name`, waits for the app's port, starts the
+// server with handlers pointing there, sends the script the connection string and reports
+// every failed check.
+func runUpstreamScenario(t *testing.T, sdk, name string, env map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
+	defer cancel() // also kills node if a Fatal below ends the test early
+	cmd := exec.CommandContext(ctx, "node", "upstream.mjs", name)
+	cmd.Dir = sdk
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var mu sync.Mutex
+	var stderr bytes.Buffer
+	cmd.Stderr = &lockedWriter{mu: &mu, w: &stderr}
+	stderrText := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return stderr.String()
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	lines := make(chan []byte, 64)
+	waited := false
+	t.Cleanup(func() {
+		if waited {
+			return
+		}
+		cancel() // kills node after an early Fatal
+		for range lines {
+		}
+		_ = cmd.Wait()
+	})
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+		for sc.Scan() {
+			lines <- bytes.Clone(sc.Bytes())
+		}
+	}()
+
+	// 1. The app's port.
+	port := 0
+	deadline := time.NewTimer(serverStartTimeout)
+	defer deadline.Stop()
+	for port == 0 {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				err := cmd.Wait()
+				waited = true
+				t.Fatalf("%s: node exited before printing its port (%v)\nstderr:\n%s", name, err, stderrText())
+			}
+			var o upstreamObservation
+			if json.Unmarshal(line, &o) == nil && o.Type == "listening" && o.Port > 0 {
+				port = o.Port
+			} else {
+				t.Logf("node: %s", line)
+			}
+		case <-deadline.C:
+			t.Fatalf("%s: node printed no {\"type\":\"listening\"} line within %v\nstderr:\n%s", name, serverStartTimeout, stderrText())
+		}
+	}
+	t.Logf("express app listening on 127.0.0.1:%d", port)
+
+	// 2. The server, then the connection string for the script.
+	srv := startServer(t, upstreamConfig(port))
+	msg, _ := json.Marshal(map[string]string{"connectionString": srv.connectionString()})
+	if _, err := io.WriteString(stdin, string(msg)+"\n"); err != nil {
+		t.Fatalf("write the connection string to node: %v\nstderr:\n%s", err, stderrText())
+	}
+
+	// 3. Observations until node exits.
+	var summary *upstreamObservation
+	checks := 0
+	for line := range lines {
+		var o upstreamObservation
+		if err := json.Unmarshal(line, &o); err != nil || o.Type == "" {
+			t.Logf("node: %s", line)
+			continue
+		}
+		switch o.Type {
+		case "check":
+			checks++
+			if !o.OK {
+				t.Errorf("%s: %s\n\texpected: %s\n\tactual:   %s", name, o.Name, o.Expected, o.Actual)
+			}
+		case "info":
+			t.Logf("info %s: %s", o.Name, o.Value)
+		case "summary":
+			summary = &o
+		default:
+			t.Logf("node: %s", line)
+		}
+	}
+	waitErr := cmd.Wait()
+	waited = true
+	if ctx.Err() != nil {
+		t.Fatalf("%s: node did not finish within %v\nstderr:\n%s", name, scenarioTimeout, stderrText())
+	}
+	if summary == nil {
+		t.Fatalf("%s: no summary line from node (exit: %v)\nstderr:\n%s", name, waitErr, stderrText())
+	}
+	if summary.Error != "" {
+		t.Errorf("%s: scenario aborted: %s", name, summary.Error)
+	}
+	t.Logf("%s: %d checks passed, %d failed", name, summary.Passed, summary.Failed)
+	if summary.Failed > 0 || waitErr != nil {
+		if waitErr == nil {
+			t.Errorf("%s: summary reports %d failures but node exited 0", name, summary.Failed)
+		} else if !t.Failed() {
+			t.Errorf("%s: node exited with %v\nstderr:\n%s", name, waitErr, strings.TrimSpace(stderrText()))
+		}
+	}
+	if checks == 0 || summary.Passed == 0 {
+		t.Errorf("%s: the scenario made no passing check", name)
+	}
+	srv.stop(t)
+}
