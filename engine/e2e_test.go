@@ -515,13 +515,8 @@ func runScenario(t *testing.T, sdk string, srv *server, name string, env map[str
 			continue
 		}
 		switch o.Type {
-		case "check":
-			checks++
-			if !o.OK {
-				t.Errorf("%s: %s\n\texpected: %s\n\tactual:   %s", name, o.Name, o.Expected, o.Actual)
-			}
-		case "info":
-			t.Logf("info %s: %s", o.Name, o.Value)
+		case "check", "info":
+			o.report(t, name, &checks)
 		case "ready":
 			if onReady != nil {
 				onReady()
@@ -536,8 +531,28 @@ func runScenario(t *testing.T, sdk string, srv *server, name string, env map[str
 	if ctx.Err() != nil {
 		t.Fatalf("%s: node did not finish within %v\nstderr:\n%s", name, scenarioTimeout, stderr.String())
 	}
+	judgeScenario(t, name, summary, checks, waitErr, stderr.String())
+}
+
+// report turns a "check" or "info" line into a test error or log line.
+func (o *observation) report(t *testing.T, scenario string, checks *int) {
+	t.Helper()
+	if o.Type == "info" {
+		t.Logf("info %s: %s", o.Name, o.Value)
+		return
+	}
+	*checks++
+	if !o.OK {
+		t.Errorf("%s: %s\n\texpected: %s\n\tactual:   %s", scenario, o.Name, o.Expected, o.Actual)
+	}
+}
+
+// judgeScenario checks a finished script: a summary line, no failures, an exit code that
+// agrees, and at least one passing check (a script that checked nothing proves nothing).
+func judgeScenario(t *testing.T, name string, summary *observation, checks int, waitErr error, stderr string) {
+	t.Helper()
 	if summary == nil {
-		t.Fatalf("%s: no summary line from node (exit: %v)\nstderr:\n%s", name, waitErr, stderr.String())
+		t.Fatalf("%s: no summary line from node (exit: %v)\nstderr:\n%s", name, waitErr, stderr)
 	}
 	if summary.Error != "" {
 		t.Errorf("%s: scenario aborted: %s", name, summary.Error)
@@ -547,7 +562,7 @@ func runScenario(t *testing.T, sdk string, srv *server, name string, env map[str
 		if waitErr == nil {
 			t.Errorf("%s: summary reports %d failures but node exited 0", name, summary.Failed)
 		} else if !t.Failed() {
-			t.Errorf("%s: node exited with %v\nstderr:\n%s", name, waitErr, stderr.String())
+			t.Errorf("%s: node exited with %v\nstderr:\n%s", name, waitErr, strings.TrimSpace(stderr))
 		}
 	}
 	if checks == 0 || summary.Passed == 0 {

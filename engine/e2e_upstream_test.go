@@ -212,7 +212,7 @@ func runUpstreamScenario(t *testing.T, sdk, name string, env map[string]string) 
 	}
 
 	// 3. Observations until node exits.
-	var summary *upstreamObservation
+	var summary *observation
 	checks := 0
 	for line := range lines {
 		var o upstreamObservation
@@ -221,15 +221,10 @@ func runUpstreamScenario(t *testing.T, sdk, name string, env map[string]string) 
 			continue
 		}
 		switch o.Type {
-		case "check":
-			checks++
-			if !o.OK {
-				t.Errorf("%s: %s\n\texpected: %s\n\tactual:   %s", name, o.Name, o.Expected, o.Actual)
-			}
-		case "info":
-			t.Logf("info %s: %s", o.Name, o.Value)
+		case "check", "info":
+			o.report(t, name, &checks)
 		case "summary":
-			summary = &o
+			summary = &o.observation
 		default:
 			t.Logf("node: %s", line)
 		}
@@ -239,22 +234,6 @@ func runUpstreamScenario(t *testing.T, sdk, name string, env map[string]string) 
 	if ctx.Err() != nil {
 		t.Fatalf("%s: node did not finish within %v\nstderr:\n%s", name, scenarioTimeout, stderrText())
 	}
-	if summary == nil {
-		t.Fatalf("%s: no summary line from node (exit: %v)\nstderr:\n%s", name, waitErr, stderrText())
-	}
-	if summary.Error != "" {
-		t.Errorf("%s: scenario aborted: %s", name, summary.Error)
-	}
-	t.Logf("%s: %d checks passed, %d failed", name, summary.Passed, summary.Failed)
-	if summary.Failed > 0 || waitErr != nil {
-		if waitErr == nil {
-			t.Errorf("%s: summary reports %d failures but node exited 0", name, summary.Failed)
-		} else if !t.Failed() {
-			t.Errorf("%s: node exited with %v\nstderr:\n%s", name, waitErr, strings.TrimSpace(stderrText()))
-		}
-	}
-	if checks == 0 || summary.Passed == 0 {
-		t.Errorf("%s: the scenario made no passing check", name)
-	}
+	judgeScenario(t, name, summary, checks, waitErr, stderrText())
 	srv.stop(t)
 }
