@@ -7,11 +7,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goccy/go-yaml"
 )
 
 // workerEnv makes the test binary act as a bench worker, so the end-to-end tests start
@@ -294,4 +299,155 @@ func benchLine(t *testing.T, r *Result) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+func TestRunEcho(t *testing.T) {
+	fs := newFakeService(t)
+	o := testOptions(t, fs)
+	o.ConnsPerWorker = 100 // two workers
+	r, err := RunEcho(context.Background(), EchoConfig{Options: o, Conns: 150, Messages: 4, Rate: 20, SizeBytes: 64, OnUpstream: fs.setUpstream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if metric(r, "echoes") != 600 || metric(r, "sends") != 600 || metric(r, "ratio") != 1 || metric(r, "roundtrips/s") <= 0 ||
+		metric(r, "p99-ns") <= 0 || metric(r, "upstream-p99-ns") <= 0 || metric(r, "upstream-messages") != 600 ||
+		metric(r, "upstream-options") != 1 || metric(r, "upstream-connected") != 150 || metric(r, "upstream-disconnected") != 150 ||
+		metric(r, "cpu-us/roundtrip") <= 0 || metric(r, "parent-cpu-s") < 0 || metric(r, "worker-cpu-s") < 0 ||
+		r.FailureTotal() != 0 || metric(r, "failures") != 0 {
+		t.Fatalf("result %+v", r)
+	}
+	if !strings.HasPrefix(benchLine(t, r), "BenchmarkEcho/conns=150/messages=4/rate=20/size=64\t1\t") {
+		t.Fatalf("benchmark line %q", benchLine(t, r))
+	}
+}
+
+// TestRunEchoUpstreamDelay: a slow upstream shows in the round trip, not in the way in.
+func TestRunEchoUpstreamDelay(t *testing.T) {
+	fs := newFakeService(t)
+	const delay = 150 * time.Millisecond
+	r, err := RunEcho(context.Background(), EchoConfig{Options: testOptions(t, fs), Conns: 10, Messages: 3, Rate: 50,
+		UpstreamDelay: delay, OnUpstream: fs.setUpstream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if metric(r, "echoes") != 30 || r.FailureTotal() != 0 || metric(r, "p50-ns") < float64(delay) ||
+		metric(r, "upstream-p50-ns") >= float64(delay) {
+		t.Fatalf("result %+v", r)
+	}
+	if !strings.Contains(benchLine(t, r), "/size=42/delay=150ms\t") {
+		t.Fatalf("benchmark line %q", benchLine(t, r))
+	}
+}
+
+// TestRunEchoNoUpstream: a server without an event handler closes plain clients on their
+// first message (upstream-protocol.md §6.1); the run reports it instead of hanging.
+func TestRunEchoNoUpstream(t *testing.T) {
+	fs := newFakeService(t)
+	o := testOptions(t, fs)
+	r, err := RunEcho(context.Background(), EchoConfig{Options: o, Conns: 5, Messages: 2, Rate: 50, Quiet: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if metric(r, "echoes") != 0 || r.FailureTotal() == 0 {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+func TestUpstreamAnswers(t *testing.T) {
+	u, err := startUpstream("127.0.0.1:0", "chat", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.close(time.Second) })
+	base := strings.TrimSuffix(u.URLTemplate(), "{hub}/{event}") + "chat/"
+	if !strings.HasPrefix(u.URLTemplate(), "http://127.0.0.1:") {
+		t.Fatalf("template %s", u.URLTemplate())
+	}
+	do := func(method, event, ceType, contentType, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+event, strings.NewReader(body))
+		req.Header.Set("WebHook-Request-Origin", "127.0.0.1")
+		req.Header.Set("ce-awpsversion", "1.0")
+		if ceType != "" {
+			for k, v := range map[string]string{"ce-specversion": "1.0", "ce-type": ceType, "ce-source": "/hubs/chat/client/c1",
+				"ce-id": "1", "ce-time": "2024-05-01T08:30:00Z", "ce-hub": "chat", "ce-connectionId": "c1", "ce-eventName": event} {
+				req.Header.Set(k, v)
+			}
+			req.Header.Set("Content-Type", contentType)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	if resp := do(http.MethodOptions, "validate", "", "", ""); resp.StatusCode != 200 || resp.Header.Get("WebHook-Allowed-Origin") != "*" {
+		t.Fatalf("OPTIONS: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := do(http.MethodPost, "connect", "azure.webpubsub.sys.connect", "application/json; charset=utf-8", `{"claims":{}}`); resp.StatusCode != 204 {
+		t.Fatalf("connect: %d", resp.StatusCode)
+	}
+	for _, ev := range []string{"connected", "disconnected"} {
+		if resp := do(http.MethodPost, ev, "azure.webpubsub.sys."+ev, "application/json; charset=utf-8", `{}`); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", ev, resp.StatusCode)
+		}
+	}
+	payload := string(appendEchoPayload(nil, time.Now().UnixNano(), 3, 7, 50))
+	resp := do(http.MethodPost, "message", "azure.webpubsub.user.message", "text/plain", payload)
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/plain" || string(body) != payload {
+		t.Fatalf("message: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	do(http.MethodPost, "message", "azure.webpubsub.user.message", "application/json", `{}`)
+	do(http.MethodPost, "message", "", "", "no headers")
+	if u.validations.Load() != 1 || u.connects.Load() != 1 || u.connecteds.Load() != 1 || u.disconnecteds.Load() != 1 ||
+		u.messages.Load() != 2 || u.wrongType.Load() != 1 || u.malformed.Load() != 1 || u.unexpected.Load() != 1 || u.inbound.Count() != 1 {
+		t.Fatalf("counts: %s, wrong type %d, malformed %d, unexpected %d", u.status(), u.wrongType.Load(), u.malformed.Load(), u.unexpected.Load())
+	}
+}
+
+func TestEchoServerConfig(t *testing.T) {
+	got, err := EchoServerConfig("slow", "127.0.0.1:7071")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Hubs map[string]struct {
+			EventHandlers []struct {
+				URLTemplate      string   `yaml:"urlTemplate"`
+				UserEventPattern string   `yaml:"userEventPattern"`
+				SystemEvents     []string `yaml:"systemEvents"`
+			} `yaml:"eventHandlers"`
+		} `yaml:"hubs"`
+	}
+	if err := yaml.Unmarshal([]byte(got), &doc); err != nil {
+		t.Fatalf("%v in\n%s", err, got)
+	}
+	hs := doc.Hubs["slow"].EventHandlers
+	if len(doc.Hubs) != 1 || len(hs) != 1 || hs[0].URLTemplate != "http://127.0.0.1:7071/upstream/{hub}/{event}" ||
+		hs[0].UserEventPattern != "*" || !slices.Equal(hs[0].SystemEvents, []string{"connected", "disconnected"}) {
+		t.Fatalf("config %+v from\n%s", doc, got)
+	}
+	for _, bad := range []string{"127.0.0.1:0", "127.0.0.1", "127.0.0.1:x"} {
+		if _, err := EchoServerConfig("h", bad); !errors.Is(err, ErrConfig) {
+			t.Errorf("EchoServerConfig(%q): err = %v, want ErrConfig", bad, err)
+		}
+	}
+}
+
+func TestEchoPayload(t *testing.T) {
+	p := appendEchoPayload(nil, 1700000000123456789, 12, 34567, 64)
+	ts, k, idx, ok := parseEchoPayload(p)
+	if len(p) != 64 || !ok || ts != 1700000000123456789 || k != 12 || idx != 34567 {
+		t.Fatalf("%q: %d %d %d %v", p, ts, k, idx, ok)
+	}
+	if long := appendEchoPayload(nil, 1700000000123456789, 4294967295, 4294967295, 0); len(long) != minEchoPayloadBytes {
+		t.Fatalf("largest stamp %q is %d bytes, want %d", long, len(long), minEchoPayloadBytes)
+	}
+	for _, bad := range []string{"", "x", "123", "123 4", "123 4 5", "123  4 5 "} {
+		if _, _, _, ok := parseEchoPayload([]byte(bad)); ok {
+			t.Errorf("parseEchoPayload(%q) ok", bad)
+		}
+	}
 }

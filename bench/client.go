@@ -150,9 +150,10 @@ type client struct {
 // gconn boxes a gnet.Conn for atomic.Pointer.
 type gconn struct{ gnet.Conn }
 
-// upgradeRequest returns the GET request for target and the Sec-WebSocket-Accept the
-// server must answer with (RFC 6455 §4.1, §4.2.2).
-func upgradeRequest(host, target string) (req []byte, accept string) {
+// upgradeRequest returns the GET request for target, offering subprotocol unless it is
+// empty (a plain WebSocket client), and the Sec-WebSocket-Accept the server must answer
+// with (RFC 6455 §4.1, §4.2.2).
+func upgradeRequest(host, target, subprotocol string) (req []byte, accept string) {
 	var key [16]byte
 	binary.LittleEndian.PutUint64(key[:8], rand.Uint64())
 	binary.LittleEndian.PutUint64(key[8:], rand.Uint64())
@@ -164,14 +165,20 @@ func upgradeRequest(host, target string) (req []byte, accept string) {
 	req = append(req, host...)
 	req = append(req, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "...)
 	req = append(req, nonce...)
-	req = append(req, "\r\nSec-WebSocket-Protocol: "+JSONProtocol+"\r\n\r\n"...)
+	if subprotocol != "" {
+		req = append(req, "\r\nSec-WebSocket-Protocol: "...)
+		req = append(req, subprotocol...)
+	}
+	req = append(req, "\r\n\r\n"...)
 	sum := sha1.Sum([]byte(nonce + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	return req, base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // checkUpgradeResponse parses the response head (without the final blank line's CRLF
-// pair) and returns "" or the failure kind.
-func checkUpgradeResponse(head []byte, accept string) string {
+// pair) and returns "" or the failure kind. subprotocol is the one offered: the server
+// must select it, or none when none was offered (RFC 6455 §4.1: a subprotocol the client
+// did not offer fails the connection).
+func checkUpgradeResponse(head []byte, accept, subprotocol string) string {
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	// RFC 6455 §4.2.2: "HTTP/1.1 101 Switching Protocols".
 	proto, after, _ := bytes.Cut(line, []byte(" "))
@@ -199,7 +206,7 @@ func checkUpgradeResponse(head []byte, accept string) string {
 			gotProtocol = v
 		}
 	}
-	if string(gotAccept) != accept || string(gotProtocol) != JSONProtocol {
+	if string(gotAccept) != accept || string(gotProtocol) != subprotocol {
 		return failHSBad
 	}
 	return ""
@@ -259,12 +266,17 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 			}
 			return gnet.None
 		}
-		if kind := checkUpgradeResponse(buf[:end], cl.accept); kind != "" {
+		if kind := checkUpgradeResponse(buf[:end], cl.accept, h.f.subprotocol()); kind != "" {
 			cl.failKind = kind
 			return gnet.Close
 		}
 		cl.upgraded = true
 		off = end + 4
+		// A plain client gets no connected event (client-protocol: system messages belong
+		// to the subprotocols): the 101 is the end of its handshake.
+		if h.f.cfg.plain && !h.f.connectedLoop(cl) {
+			return gnet.Close // the sweeper timed it out first
+		}
 	}
 	action := gnet.None
 	for action == gnet.None {
@@ -332,7 +344,8 @@ func (h *handler) frame(c gnet.Conn, cl *client, fr serverFrame) gnet.Action {
 	return gnet.None
 }
 
-// discardLogger silences gnet, which otherwise logs through a process-wide zap logger.
+// discardLogger silences gnet, which otherwise logs through a process-wide zap logger,
+// and the built-in upstream's fasthttp server.
 type discardLogger struct{}
 
 func (discardLogger) Debugf(string, ...any) {}
@@ -340,3 +353,4 @@ func (discardLogger) Infof(string, ...any)  {}
 func (discardLogger) Warnf(string, ...any)  {}
 func (discardLogger) Errorf(string, ...any) {}
 func (discardLogger) Fatalf(string, ...any) {}
+func (discardLogger) Printf(string, ...any) {}

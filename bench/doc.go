@@ -1,6 +1,8 @@
 // Package bench is the load generator of webpubsub: a client that speaks only the wire
-// (RFC 6455 and the json.webpubsub.azure.v1 subprotocol, plus the REST data plane) and
-// measures a running server from outside, the way any Azure Web PubSub client would.
+// (RFC 6455, plain or with the json.webpubsub.azure.v1 subprotocol, plus the REST data
+// plane, and on the other side an upstream that receives CloudEvents over HTTP) and
+// measures a running server from outside, the way any Azure Web PubSub client and app
+// server would.
 //
 // Scenarios:
 //   - Connect: a connect storm; handshakes per second, handshake latency, failures by kind.
@@ -11,12 +13,19 @@
 //     completeness, end-to-end latency, the server's CPU per million deliveries.
 //   - Chat: G groups of K members, every member sending to its own group with sendToGroup
 //     at a fixed rate; deliveries per second, completeness, latency, ack latency.
+//   - Echo: N plain WebSocket clients (no subprotocol) send text messages at a fixed rate;
+//     the server forwards each to the bench's built-in upstream as the user event
+//     "message" (upstream-protocol.md §6) and sends the reply, the same text, back. Round
+//     trips per second, completeness, round-trip latency, the latency of the way in
+//     (client to upstream), the server's CPU per round trip. The server must be started
+//     with the event handler EchoServerConfig prints. With an upstream delay it plays a
+//     slow app server, to show that other hubs' fan-out does not slow down meanwhile.
 //
 // Every scenario also reports the bench's own CPU (utime+stime of itself and its workers
 // from /proc), because on one machine the load generator competes with the server.
 //
-// Structure. The parent process (RunConnect, RunIdle, RunFanout, RunChat) starts worker
-// processes (`webpubsub bench worker`, running WorkerMain), at most
+// Structure. The parent process (RunConnect, RunIdle, RunFanout, RunChat, RunEcho) starts
+// worker processes (`webpubsub bench worker`, running WorkerMain), at most
 // Options.ConnsPerWorker connections each, so that no process passes the open-file limit.
 // Parent and workers speak JSON lines (worker.go): a config, then commands (publish,
 // drain, stop); the workers answer each phase with a report that carries counters and
@@ -29,6 +38,10 @@
 // the original, so one descriptor per connection), and the loop writes the upgrade
 // request, parses the response and the server's frames without blocking, and answers
 // pings. One sweeper goroutine per worker fails handshakes that pass their deadline.
+//
+// The echo scenario's upstream is a fasthttp server in the parent process (upstream.go):
+// it answers the abuse-protection OPTIONS and the system events at once, echoes user
+// events, and counts and checks what it is sent; its CPU is the parent's.
 //
 // Every scenario is bounded by a count and a duration and stops by itself. Results are a
 // Result, printed as a table, as Go benchmark lines (for benchstat) or as JSON.

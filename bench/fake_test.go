@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -8,9 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -19,11 +23,19 @@ import (
 // fakeService is a stand-in server speaking just enough of the protocol, one goroutine per
 // connection: the upgrade with the JSON subprotocol, groups from the token's
 // webpubsub.group claim, the connected event, a ping, client sendToGroup with acks (for
-// the webpubsub.sendToGroup role), and REST group sends.
+// the webpubsub.sendToGroup role), and REST group sends. Plain clients (no subprotocol)
+// have their text messages sent to the upstream set with setUpstream as CloudEvents, and
+// the upstream's reply sent back (upstream-protocol.md §5, §6, §9).
 type fakeService struct {
 	mu     sync.Mutex
 	groups map[string][]*fakeConn
 	srv    *httptest.Server
+
+	upstream  atomic.Pointer[string] // URL template of the event handler
+	validated sync.Once
+	valid     bool // written once under validated
+	nextID    atomic.Int64
+	http      *http.Client
 }
 
 type fakeConn struct {
@@ -39,7 +51,9 @@ func (c *fakeConn) write(msg []byte) {
 
 func newFakeService(t *testing.T) *fakeService {
 	t.Helper()
-	fs := &fakeService{groups: make(map[string][]*fakeConn)}
+	fs := &fakeService{groups: make(map[string][]*fakeConn),
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	t.Cleanup(fs.http.CloseIdleConnections)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/client/hubs/", fs.client)
 	mux.HandleFunc("/api/hubs/", func(w http.ResponseWriter, r *http.Request) {
@@ -91,6 +105,11 @@ func (fs *fakeService) client(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &fakeConn{conn: conn}
+	if r.Header.Get("Sec-WebSocket-Protocol") == "" {
+		hub, _ := strings.CutPrefix(r.URL.Path, "/client/hubs/")
+		go fs.plain(c, hub, claims.Sub)
+		return
+	}
 	// Join before connected, under the lock broadcasts read under, so a member that has
 	// seen connected receives every later send.
 	fs.mu.Lock()
@@ -136,4 +155,81 @@ func (fs *fakeService) client(w http.ResponseWriter, r *http.Request) {
 			c.write(ack)
 		}
 	}()
+}
+
+func (fs *fakeService) setUpstream(urlTemplate string) { fs.upstream.Store(&urlTemplate) }
+
+// plain serves a plain client: connected, each text message as the user event "message"
+// with the reply sent back, and disconnected when it closes.
+func (fs *fakeService) plain(c *fakeConn, hub, user string) {
+	defer c.conn.Close()
+	c.mu.Lock()
+	_ = wsutil.WriteServerMessage(c.conn, ws.OpPing, []byte("p"))
+	c.mu.Unlock()
+	tmpl := fs.upstream.Load()
+	if tmpl == nil || !fs.validate(*tmpl, hub) {
+		return // §6.1: no handler for a plain client's message closes it
+	}
+	ev := &fakeEvents{fs: fs, tmpl: *tmpl, hub: hub, user: user, id: "conn-" + strconv.FormatInt(fs.nextID.Add(1), 10)}
+	ev.post("connected", "azure.webpubsub.sys.connected", "application/json; charset=utf-8", []byte("{}"))
+	defer ev.post("disconnected", "azure.webpubsub.sys.disconnected", "application/json; charset=utf-8", []byte(`{"reason":""}`))
+	for {
+		data, op, err := wsutil.ReadClientData(c.conn)
+		if err != nil || op != ws.OpText {
+			return
+		}
+		status, ct, body := ev.post("message", "azure.webpubsub.user.message", "text/plain", data)
+		if status/100 != 2 {
+			return
+		}
+		if len(body) > 0 && strings.HasPrefix(ct, "text/plain") {
+			c.write(body)
+		}
+	}
+}
+
+// validate runs the abuse-protection check once (§9).
+func (fs *fakeService) validate(tmpl, hub string) bool {
+	fs.validated.Do(func() {
+		u := strings.NewReplacer("{hub}", hub, "{event}", "validate").Replace(tmpl)
+		req, _ := http.NewRequest(http.MethodOptions, u, nil)
+		req.Header.Set("WebHook-Request-Origin", "127.0.0.1")
+		req.Header.Set("ce-awpsversion", "1.0")
+		resp, err := fs.http.Do(req)
+		if err != nil {
+			return
+		}
+		_ = resp.Body.Close()
+		fs.valid = resp.StatusCode == http.StatusOK && resp.Header.Get("WebHook-Allowed-Origin") == "*"
+	})
+	return fs.valid
+}
+
+// fakeEvents sends one connection's events in CloudEvents HTTP binary mode (§3).
+type fakeEvents struct {
+	fs                  *fakeService
+	tmpl, hub, user, id string
+	seq                 int
+}
+
+func (ev *fakeEvents) post(event, ceType, contentType string, body []byte) (status int, ct string, reply []byte) {
+	u := strings.NewReplacer("{hub}", ev.hub, "{event}", event).Replace(ev.tmpl)
+	req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+	for k, v := range map[string]string{
+		"ce-specversion": "1.0", "ce-awpsversion": "1.0", "ce-type": ceType,
+		"ce-source": "/hubs/" + ev.hub + "/client/" + ev.id, "ce-id": strconv.Itoa(ev.seq),
+		"ce-time": time.Now().UTC().Format(time.RFC3339), "ce-hub": ev.hub, "ce-connectionId": ev.id,
+		"ce-eventName": event, "ce-userId": ev.user, "WebHook-Request-Origin": "127.0.0.1",
+		"Content-Type": contentType,
+	} {
+		req.Header.Set(k, v)
+	}
+	ev.seq++
+	resp, err := ev.fs.http.Do(req)
+	if err != nil {
+		return 0, "", nil
+	}
+	defer resp.Body.Close()
+	reply, _ = io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), reply
 }

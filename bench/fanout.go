@@ -137,6 +137,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 // drained is what the workers' drained reports add up to.
 type drained struct {
 	received, short, over, unparsed int64
+	misrouted                       int64
 	lastRecv                        int64 // unix ns
 	latency                         Histogram
 }
@@ -148,6 +149,7 @@ func mergeDrained(reps []workerReport) (*drained, error) {
 		d.short += rep.Short
 		d.over += rep.Over
 		d.unparsed += rep.Unparsed
+		d.misrouted += rep.Misrouted
 		d.lastRecv = max(d.lastRecv, rep.LastRecvNs)
 		if err := d.latency.merge(rep.Latency); err != nil {
 			return nil, err

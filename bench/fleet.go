@@ -28,6 +28,9 @@ type fleetConfig struct {
 	// means none.
 	groupOf func(i int) string
 	roles   []string
+	// plain makes plain WebSocket clients: no subprotocol offered, up at the 101 response
+	// (no connected event), and every message they receive goes to onMessage.
+	plain bool
 	// onMessage is called on the client's loop with each text or binary message after
 	// connected; payload is valid only during the call. It must not block.
 	onMessage func(cl *client, payload []byte)
@@ -113,6 +116,14 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 	}
 	go f.sweepTimeouts()
 	return f, nil
+}
+
+// subprotocol is what the clients offer: JSONProtocol, or "" for plain clients.
+func (f *fleet) subprotocol() string {
+	if f.cfg.plain {
+		return ""
+	}
+	return JSONProtocol
 }
 
 func (f *fleet) fail(kind string) {
@@ -207,7 +218,7 @@ func (f *fleet) dialOne(ctx context.Context, cl *client) {
 		groups = []string{cl.group}
 	}
 	tok := signClientToken(f.cfg.svc, f.cfg.hub, "bench-"+strconv.Itoa(cl.idx), f.cfg.roles, groups, t0, time.Hour)
-	cl.req, cl.accept = upgradeRequest(f.host, f.path+"?access_token="+tok)
+	cl.req, cl.accept = upgradeRequest(f.host, f.path+"?access_token="+tok, f.subprotocol())
 	cl.deadlineNs.Store(t0.Add(f.cfg.handshakeTimeout).UnixNano())
 	cl.state.Store(stateHandshaking)
 	f.live.Add(1)

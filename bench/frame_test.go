@@ -87,8 +87,9 @@ func TestParseServerFrame(t *testing.T) {
 }
 
 func TestCheckUpgradeResponse(t *testing.T) {
-	req, accept := upgradeRequest("h:1", "/client/hubs/x?access_token=t")
-	if !bytes.HasPrefix(req, []byte("GET /client/hubs/x?access_token=t HTTP/1.1\r\nHost: h:1\r\n")) || !bytes.HasSuffix(req, []byte("\r\n\r\n")) {
+	req, accept := upgradeRequest("h:1", "/client/hubs/x?access_token=t", JSONProtocol)
+	if !bytes.HasPrefix(req, []byte("GET /client/hubs/x?access_token=t HTTP/1.1\r\nHost: h:1\r\n")) || !bytes.HasSuffix(req, []byte("\r\n\r\n")) ||
+		!bytes.Contains(req, []byte("\r\nSec-WebSocket-Protocol: "+JSONProtocol+"\r\n")) {
 		t.Fatalf("request %q", req)
 	}
 	ok := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nsec-websocket-accept: " + accept + "\r\nSec-WebSocket-Protocol: " + JSONProtocol
@@ -100,7 +101,27 @@ func TestCheckUpgradeResponse(t *testing.T) {
 		{"no-protocol", strings.Replace(ok, JSONProtocol, "", 1), failHSBad},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := checkUpgradeResponse([]byte(tc.head), accept); got != tc.kind {
+			if got := checkUpgradeResponse([]byte(tc.head), accept, JSONProtocol); got != tc.kind {
+				t.Fatalf("kind %q, want %q", got, tc.kind)
+			}
+		})
+	}
+}
+
+// TestCheckUpgradeResponsePlain: a plain client offers no subprotocol, and a server that
+// selects one anyway fails the handshake (RFC 6455 §4.1).
+func TestCheckUpgradeResponsePlain(t *testing.T) {
+	req, accept := upgradeRequest("h:1", "/client/hubs/x?access_token=t", "")
+	if bytes.Contains(bytes.ToLower(req), []byte("sec-websocket-protocol")) || !bytes.HasSuffix(req, []byte("\r\n\r\n")) {
+		t.Fatalf("request %q", req)
+	}
+	ok := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept
+	for _, tc := range []struct{ name, head, kind string }{
+		{"ok", ok, ""},
+		{"protocol-not-offered", ok + "\r\nSec-WebSocket-Protocol: " + JSONProtocol, failHSBad},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := checkUpgradeResponse([]byte(tc.head), accept, ""); got != tc.kind {
 				t.Fatalf("kind %q, want %q", got, tc.kind)
 			}
 		})

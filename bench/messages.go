@@ -21,10 +21,11 @@ var (
 )
 
 // receiver counts what the clients of one process receive: bench-stamped group messages
-// (latency from the stamp) and sendToGroup acks. Its methods run on the loops; the counters
+// (latency from the stamp) and sendToGroup acks, or (plain clients) echoes. Its methods run on the loops; the counters
 // are read by the worker's reports.
 type receiver struct {
 	received, unparsed, acked, nacked atomic.Int64
+	misrouted                         atomic.Int64 // echoes of another client's payload
 	lastRecvNs                        atomic.Int64 // unix ns of the latest stamped message
 	latency, ackLatency               Histogram
 }
@@ -49,6 +50,11 @@ func (rv *receiver) onMessage(cl *client, payload []byte) {
 	rv.latency.Record(time.Duration(now - ts))
 	cl.received.Add(1)
 	rv.received.Add(1)
+	rv.noteLastRecv(now)
+}
+
+// noteLastRecv raises lastRecvNs to now.
+func (rv *receiver) noteLastRecv(now int64) {
 	for {
 		last := rv.lastRecvNs.Load()
 		if now <= last || rv.lastRecvNs.CompareAndSwap(last, now) {
@@ -109,4 +115,67 @@ func sendToGroupFrame(group string, sentNs int64, k, size int, ackID int) []byte
 	msg = appendPayload(msg, sentNs, k, size)
 	msg = append(msg, `"}`...)
 	return appendMasked(make([]byte, 0, len(msg)+14), ws.OpText, msg)
+}
+
+// minEchoPayloadBytes is the echo payload header: the send time (19 digits), the sequence
+// number and the sender's global index (up to 10 digits each), each followed by a space.
+const minEchoPayloadBytes = 42
+
+// appendEchoPayload appends an echo payload of size bytes: send time, sequence k and the
+// sending client's global index idx, so the echo proves it came back to its sender.
+func appendEchoPayload(dst []byte, sentNs int64, k, idx, size int) []byte {
+	start := len(dst)
+	dst = strconv.AppendInt(dst, sentNs, 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(k), 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(idx), 10)
+	dst = append(dst, ' ')
+	for len(dst)-start < size {
+		dst = append(dst, 'x')
+	}
+	return dst
+}
+
+// parseEchoPayload reads what appendEchoPayload wrote.
+func parseEchoPayload(b []byte) (sentNs, k, idx int64, ok bool) {
+	fields := [3]int64{}
+	for i := range fields {
+		n := 0
+		for ; n < len(b) && n < 19 && b[n] >= '0' && b[n] <= '9'; n++ {
+			fields[i] = fields[i]*10 + int64(b[n]-'0')
+		}
+		if n == 0 || n >= len(b) || b[n] != ' ' {
+			return 0, 0, 0, false
+		}
+		b = b[n+1:]
+	}
+	return fields[0], fields[1], fields[2], true
+}
+
+// echoFrame returns a masked text frame carrying an echo payload, the message a plain
+// client sends. Each call allocates the frame, which belongs to gnet's AsyncWrite from
+// then on.
+func echoFrame(sentNs int64, k, idx, size int) []byte {
+	msg := appendEchoPayload(make([]byte, 0, size+minEchoPayloadBytes), sentNs, k, idx, size)
+	return appendMasked(make([]byte, 0, len(msg)+14), ws.OpText, msg)
+}
+
+// onEcho is the fleetConfig.onMessage of plain clients: every message should be the echo
+// of one of this client's own payloads, sent back by the upstream through the server.
+func (rv *receiver) onEcho(cl *client, payload []byte) {
+	now := time.Now().UnixNano()
+	ts, _, idx, ok := parseEchoPayload(payload)
+	switch {
+	case !ok:
+		rv.unparsed.Add(1)
+		return
+	case idx != int64(cl.idx):
+		rv.misrouted.Add(1)
+		return
+	}
+	rv.latency.Record(time.Duration(now - ts))
+	cl.received.Add(1)
+	rv.received.Add(1)
+	rv.noteLastRecv(now)
 }

@@ -7,23 +7,35 @@
 # Builds bin/webpubsub and the gorilla baseline (bench/baseline), then for each scenario
 # starts a fresh server on 127.0.0.1:0, runs one bench, stops the server, RUNS times.
 # Every run is bounded by the bench's own count and --timeout. Progress goes to stderr.
+#
+# The upstream scenarios (issue 4) start the server with the configuration that
+# `webpubsub bench echo --print-config` prints, so that its event handler points at the
+# bench's built-in upstream on a fixed port ($upstream_port, default 18081):
+#   - echo: 1 000 plain clients whose messages go through the upstream and back;
+#   - the slow-upstream pair: fan-out on hub "fast" alone, then fan-out on hub "fast" while
+#     an echo bench on hub "slow" has an upstream that takes 2 s per event. The fan-out
+#     lines are labelled slowupstream=none and slowupstream=2s, so benchstat puts them side
+#     by side; the echo run of the pair is reported too (as Echo/.../delay=2s).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs=${1:-3}
 key=benchKEYbenchKEYbenchKEYbenchKEYbenchKEY0123
+upstream=127.0.0.1:${upstream_port:-18081}
 out=$(mktemp -d)
 benchstat="go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
 
 echo ">> building bin/webpubsub and the baseline" >&2
 go build -o bin/webpubsub ./cmd/webpubsub
 (cd bench/baseline && go build -o "$out/baseline" .)
+bin/webpubsub bench echo --hub echo --upstream-listen "$upstream" --print-config >"$out/echo.yaml"
+bin/webpubsub bench echo --hub slow --upstream-listen "$upstream" --print-config >"$out/slow.yaml"
 
-# one TARGET NAME ARGS...: fresh TARGET server (webpubsub|baseline), one bench run.
-one() {
-  local target=$1 scenario=$2; shift 2
-  local log="$out/server.log" pid port
+# start_server TARGET [CONFIG]: a fresh TARGET server (webpubsub|baseline) on a free port;
+# sets pid and port.
+start_server() {
+  local target=$1 config=${2:-} log="$out/server.log"
   if [ "$target" = webpubsub ]; then
-    bin/webpubsub serve --listen 127.0.0.1:0 --access-key "$key" --log-level warn >"$log" 2>&1 &
+    bin/webpubsub serve --listen 127.0.0.1:0 --access-key "$key" --log-level warn ${config:+--config "$config"} >"$log" 2>&1 &
   else
     "$out/baseline" -listen 127.0.0.1:0 -access-key "$key" >"$log" 2>&1 &
   fi
@@ -32,10 +44,50 @@ one() {
   port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$log")
   if [ -z "$port" ]; then echo "server did not start:" >&2; cat "$log" >&2; kill "$pid"; return 1; fi
   sleep 1
-  bin/webpubsub bench "$scenario" "$@" --format bench --server-pid "$pid" \
-    --connection-string "Endpoint=http://127.0.0.1:$port;AccessKey=$key;Version=1.0;" 2>"$out/bench.err" |
-    grep '^Benchmark' | sed "s/^Benchmark/Benchmark${target^}/" || { cat "$out/bench.err" >&2; }
+}
+
+stop_server() {
   kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+# bench_run TARGET LABEL SCENARIO ARGS...: one bench against the running server, its lines
+# renamed BenchmarkTargetScenario[/LABEL]/params.
+bench_run() {
+  local target=$1 label=$2 scenario=$3; shift 3
+  local err="$out/bench-$scenario-$BASHPID.err"
+  bin/webpubsub bench "$scenario" "$@" --format bench --server-pid "$pid" \
+    --connection-string "Endpoint=http://127.0.0.1:$port;AccessKey=$key;Version=1.0;" 2>"$err" |
+    grep '^Benchmark' | sed "s/^Benchmark\([A-Za-z]*\)/Benchmark${target^}\1${label:+\/$label}/" || { cat "$err" >&2; }
+}
+
+# one TARGET SCENARIO ARGS...: fresh TARGET server, one bench run. An echo run gets a
+# server configured for its upstream.
+one() {
+  local target=$1 config=""
+  [ "$2" = echo ] && config="$out/echo.yaml"
+  start_server "$target" "$config" || return 0
+  bench_run "$target" "" "${@:2}"
+  stop_server
+}
+
+# slow_pair: fan-out on hub fast alone, then (on another fresh server) while an echo bench on
+# hub slow waits 2 s in its upstream per event. Both servers have the same configuration.
+fanout_fast=(fanout --hub fast --members 1000 --messages 50 --rate 5 --size 64)
+slow_pair() {
+  start_server webpubsub "$out/slow.yaml" || return 0
+  bench_run webpubsub slowupstream=none "${fanout_fast[@]}"
+  stop_server
+
+  start_server webpubsub "$out/slow.yaml" || return 0
+  bench_run webpubsub "" echo --hub slow --upstream-listen "$upstream" --upstream-delay 2s \
+    --conns 1000 --messages 10 --rate 5 --size 64 --timeout 20s >"$out/slow-echo.bench" &
+  local echo_pid=$!
+  # Let the echo bench connect and fill the slow upstream before the fan-out starts.
+  sleep 5
+  bench_run webpubsub slowupstream=2s "${fanout_fast[@]}"
+  wait "$echo_pid" || true
+  cat "$out/slow-echo.bench"
+  stop_server
 }
 
 scenarios=(
@@ -45,6 +97,7 @@ scenarios=(
   "baseline  fanout  --members 10000 --messages 50 --rate 5 --size 64"
   "webpubsub fanout  --members 10000 --messages 50 --rate 5 --size 64 --publisher client"
   "webpubsub chat    --groups 500 --members-per-group 10 --messages 5 --rate 1 --size 64"
+  "webpubsub echo    --hub echo --upstream-listen $upstream --conns 1000 --messages 20 --rate 5 --size 64"
 )
 for r in $(seq "$runs"); do
   for s in "${scenarios[@]}"; do
@@ -52,10 +105,12 @@ for r in $(seq "$runs"); do
     # shellcheck disable=SC2086
     one $s >>"$out/all.bench"
   done
+  echo ">> run $r/$runs: fan-out on hub fast, alone and beside a 2 s upstream on hub slow" >&2
+  slow_pair >>"$out/all.bench"
 done
 
 echo '```'
-$benchstat -filter '.unit:(bytes/conn OR handshakes/s OR deliveries/s OR ratio OR p50-sec OR p99-sec OR p999-sec OR max-sec OR cpu-s/Mdeliveries OR server-cpu-s OR bench-cpu-s OR failures)' \
+$benchstat -filter '.unit:(bytes/conn OR handshakes/s OR deliveries/s OR roundtrips/s OR ratio OR p50-sec OR p99-sec OR p999-sec OR max-sec OR upstream-p99-sec OR cpu-s/Mdeliveries OR cpu-us/roundtrip OR server-cpu-s OR bench-cpu-s OR parent-cpu-s OR worker-cpu-s OR failures)' \
   "$out/all.bench" | grep -v 'need >= 6\|summaries must\|^$'
 echo '```'
 echo

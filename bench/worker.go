@@ -37,6 +37,9 @@ type workerConfig struct {
 	// GroupSize, when positive, puts connection i in group chatGroup(i / GroupSize) (chat).
 	GroupSize int      `json:"group_size,omitempty"`
 	Roles     []string `json:"roles,omitempty"`
+	// Plain makes plain WebSocket clients (no subprotocol) whose publish plan sends echo
+	// payloads and who count the echoes they receive (echo).
+	Plain bool `json:"plain,omitempty"`
 	// Lifetime bounds the worker's whole run, whatever the parent says.
 	Lifetime time.Duration `json:"lifetime_ns"`
 }
@@ -56,7 +59,7 @@ func chatGroup(g int) string { return "chat-" + strconv.Itoa(g) }
 
 // Worker commands.
 const (
-	cmdPublish = "publish" // chat: every connection sends to its group; answered by reportPublished
+	cmdPublish = "publish" // chat, echo: every connection sends; answered by reportPublished
 	cmdDrain   = "drain"   // wait for the expected deliveries; answered by reportDrained
 	cmdStop    = "stop"    // close every connection; answered by reportClosed, then exit
 )
@@ -70,6 +73,7 @@ type workerCommand struct {
 
 // publishPlan paces sends open-loop: each of the worker's n connections that are up sends
 // Messages messages, the worker's sends evenly spread at n*Rate per second from StartNs.
+// The messages are sendToGroup with an ackId, or echo payloads for plain clients.
 type publishPlan struct {
 	StartNs   int64   `json:"start_ns"` // unix ns
 	Messages  int     `json:"messages"` // per connection
@@ -84,6 +88,8 @@ type drainPlan struct {
 	Expect map[string]int64 `json:"expect"` // by group name
 	// Quiet ends the wait once no delivery has arrived for this long.
 	Quiet time.Duration `json:"quiet_ns"`
+	// Until, when positive, ends the wait at this instant (unix ns) whatever arrives.
+	Until int64 `json:"until_ns,omitempty"`
 }
 
 // Worker report types.
@@ -109,6 +115,7 @@ type workerReport struct {
 	Acked     int64            `json:"acked"`
 	Nacked    int64            `json:"nacked"`
 	Unparsed  int64            `json:"unparsed,omitempty"`
+	Misrouted int64            `json:"misrouted,omitempty"`
 	// FirstDialNs and LastUpNs (unix ns) bound the ramp.
 	FirstDialNs int64 `json:"first_dial_ns,omitempty"`
 	LastUpNs    int64 `json:"last_up_ns,omitempty"`
@@ -209,6 +216,7 @@ func (w *worker) counts(typ string) workerReport {
 		r.Up, r.Connected, r.Dropped, r.Failed = w.f.up.Load(), w.f.connected.Load(), w.f.dropped.Load(), w.f.failed()
 	}
 	r.Received, r.Acked, r.Nacked, r.Unparsed = w.rv.received.Load(), w.rv.acked.Load(), w.rv.nacked.Load(), w.rv.unparsed.Load()
+	r.Misrouted = w.rv.misrouted.Load()
 	return r
 }
 
@@ -220,11 +228,15 @@ func (w *worker) run(ctx context.Context, cmds <-chan workerCommand) error {
 	if err := checkFileLimit(cfg.Conns); err != nil {
 		return err
 	}
+	onMessage := w.rv.onMessage
+	if cfg.Plain {
+		onMessage = w.rv.onEcho
+	}
 	f, err := newFleet(fleetConfig{
 		svc: cfg.Service, hub: cfg.Hub, first: cfg.First, conns: cfg.Conns,
 		concurrency: cfg.Concurrency, handshakeTimeout: cfg.HandshakeTimeout,
 		loopbackSources: cfg.LoopbackSources, groupOf: cfg.groupOf, roles: cfg.Roles,
-		onMessage: w.rv.onMessage,
+		plain: cfg.Plain, onMessage: onMessage,
 	})
 	if err != nil {
 		return err
@@ -336,7 +348,13 @@ func (w *worker) publish(ctx context.Context, p *publishPlan) {
 			k := cl.sent
 			cl.sentAtNs[k] = now
 			cl.sent++
-			if c.AsyncWrite(sendToGroupFrame(cl.group, now, k, p.SizeBytes, k+1), nil) == nil {
+			var frame []byte
+			if w.cfg.Plain {
+				frame = echoFrame(now, k, cl.idx, p.SizeBytes)
+			} else {
+				frame = sendToGroupFrame(cl.group, now, k, p.SizeBytes, k+1)
+			}
+			if c.AsyncWrite(frame, nil) == nil {
 				w.sent.Add(1)
 			}
 		}
@@ -359,7 +377,7 @@ func (w *worker) publish(ctx context.Context, p *publishPlan) {
 }
 
 // drain waits until the members up now have received what p expects, no delivery arrived
-// for p.Quiet, or ctx is done, and reports reportDrained.
+// for p.Quiet, p.Until has passed, or ctx is done, and reports reportDrained.
 func (w *worker) drain(ctx context.Context, p *drainPlan) {
 	var expected int64
 	for _, cl := range w.f.clients {
@@ -376,6 +394,9 @@ func (w *worker) drain(ctx context.Context, p *drainPlan) {
 		if got != last {
 			last, lastChange = got, time.Now()
 		} else if time.Since(lastChange) > p.Quiet {
+			break
+		}
+		if p.Until > 0 && time.Now().UnixNano() > p.Until {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)

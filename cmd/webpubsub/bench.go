@@ -19,7 +19,8 @@ const benchUsage = `usage:
   webpubsub bench connect [--conns N] [--concurrency C] [--server-pid PID] [common flags]
   webpubsub bench fanout  [--members N] [--messages M] [--rate R] [--size B] [--publisher rest|client] [common flags]
   webpubsub bench chat    [--groups G] [--members-per-group K] [--messages M] [--rate R] [--size B] [common flags]
-  webpubsub bench echo    (not available yet)
+  webpubsub bench echo    [--conns N] [--messages M] [--rate R] [--size B] [--upstream-listen ADDR]
+                          [--upstream-delay D] [--print-config] [common flags]
 
 Load-tests a running server over real sockets:
   idle     hold N idle connections; server RSS per connection (needs --server-pid, same host)
@@ -29,7 +30,12 @@ Load-tests a running server over real sockets:
            million deliveries
   chat     G groups of K members; every member sends M messages to its group at R/s with
            sendToGroup; deliveries/s, completeness, latency
-  echo     plain clients through an upstream that replies: waits for issue 4
+  echo     N plain WebSocket clients (no subprotocol) each send M text messages at R/s; the
+           server forwards each to the bench's built-in upstream as the "message" event and
+           sends its reply (the same text) back; round trips/s, completeness, round-trip
+           latency p50/p99/p999/max, the way in (client to upstream), server CPU per round
+           trip, and the events the upstream received. --upstream-delay makes it a slow
+           upstream (for fanout on another hub meanwhile). See "webpubsub bench echo --help".
 
 The clients run on gnet event loops in worker processes (this binary, re-executed), at
 most --conns-per-worker connections each, so no process passes the open-file limit
@@ -40,6 +46,30 @@ The server is given by --connection-string or $WEBPUBSUB_CONNECTION_STRING.
 With $WEBPUBSUB_BENCH_WORKER_CPUPROFILE=PREFIX each worker writes a CPU profile to PREFIX.PID.
 Run "webpubsub bench SCENARIO --help" for all flags.
 `
+
+// echoUsage is the two-step use of the echo scenario, in its --help.
+const echoUsage = `
+The echo scenario needs a server whose hub has an event handler pointing at the bench's
+built-in upstream, so the server is configured and started first, in two steps:
+
+  webpubsub bench echo --hub echo --upstream-listen 127.0.0.1:8081 --print-config > echo.yaml
+  webpubsub serve --config echo.yaml &
+  webpubsub bench echo --hub echo --upstream-listen 127.0.0.1:8081 --conns 1000 --messages 20 --rate 5
+
+The printed YAML holds only hubs.<hub>.eventHandlers: urlTemplate
+http://ADDR/upstream/{hub}/{event}, every user event, connected and disconnected; merge it
+into your own configuration file if you have one. The upstream answers the validation
+OPTIONS (WebHook-Allowed-Origin: *), connect (204), connected and disconnected (200), and
+echoes each message (200, text/plain, the same body) after --upstream-delay.
+
+A slow upstream beside a fan-out on another hub (the server configured for hub slow):
+  webpubsub bench echo --hub slow --upstream-delay 2s --conns 1000 --messages 10 --rate 5 &
+  webpubsub bench fanout --hub fast --members 1000 --messages 50 --rate 5
+`
+
+// defaultUpstreamListen is where `bench echo` runs its upstream unless told otherwise: a
+// fixed port, because the server's configuration names it before the bench starts.
+const defaultUpstreamListen = "127.0.0.1:8081"
 
 // benchCmd runs "webpubsub bench SCENARIO [flags]".
 func benchCmd(args []string, stdout, stderr io.Writer) int {
@@ -55,15 +85,15 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	case "worker":
 		// Hidden: a worker process the parent starts; it speaks JSON lines on stdin/stdout.
 		return bench.WorkerMain(os.Stdin, stdout)
-	case "echo":
-		fmt.Fprintln(stderr, "webpubsub bench echo: not available until upstream event handlers exist (issue 4)")
-		return exitUsage
 	}
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: webpubsub bench %s [flags]\n", scenario)
 		fs.PrintDefaults()
+		if scenario == "echo" {
+			fmt.Fprint(stderr, echoUsage)
+		}
 	}
 	cs := fs.String("connection-string", os.Getenv("WEBPUBSUB_CONNECTION_STRING"), "connection string (default $WEBPUBSUB_CONNECTION_STRING, else the development one on 127.0.0.1:8080)")
 	var o bench.Options
@@ -78,6 +108,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	progress := fs.Bool("progress", isTerminal(os.Stderr), "print a status line to stderr every second (default: when stderr is a terminal)")
 
 	var run func(context.Context) (*bench.Result, error)
+	var printConfig func() int
 	switch scenario {
 	case "idle":
 		var c bench.IdleConfig
@@ -108,6 +139,32 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&c.SizeBytes, "size", 64, "payload bytes (at least 31: send time and sequence number)")
 		fs.DurationVar(&c.Quiet, "quiet", 0, "bound on the wait for acks, and end the drain once no delivery arrived for this long (default 5s)")
 		run = func(ctx context.Context) (*bench.Result, error) { c.Options = o; return bench.RunChat(ctx, c) }
+	case "echo":
+		var c bench.EchoConfig
+		fs.IntVar(&c.Conns, "conns", 1000, "plain WebSocket clients")
+		fs.IntVar(&c.Messages, "messages", 20, "messages each client sends")
+		fs.Float64Var(&c.Rate, "rate", 5, "sends per second of each client")
+		fs.IntVar(&c.SizeBytes, "size", 64, "payload bytes (at least 42: send time, sequence number and client)")
+		fs.StringVar(&c.UpstreamListen, "upstream-listen", defaultUpstreamListen, "address of the built-in upstream; the server's event handler must point there (see --print-config)")
+		fs.DurationVar(&c.UpstreamDelay, "upstream-delay", 0, "the upstream waits this long before answering each message (a slow app server)")
+		fs.DurationVar(&c.Quiet, "quiet", 0, "end the drain once no echo arrived for this long (default 5s)")
+		onlyConfig := fs.Bool("print-config", false, "print the server configuration (YAML) for this --hub and --upstream-listen, and exit")
+		c.OnUpstream = func(tmpl string) {
+			fmt.Fprintf(stderr, "webpubsub bench echo: upstream listening; hub %q needs an event handler with urlTemplate %s (see --print-config)\n", o.Hub, tmpl)
+		}
+		printConfig = func() int {
+			if !*onlyConfig {
+				return -1
+			}
+			yaml, err := bench.EchoServerConfig(o.Hub, c.UpstreamListen)
+			if err != nil {
+				fmt.Fprintf(stderr, "webpubsub bench echo: %v\n", err)
+				return exitUsage
+			}
+			fmt.Fprint(stdout, yaml)
+			return exitOK
+		}
+		run = func(ctx context.Context) (*bench.Result, error) { c.Options = o; return bench.RunEcho(ctx, c) }
 	default:
 		fmt.Fprintf(stderr, "webpubsub bench: unknown scenario %q\n", scenario)
 		fmt.Fprint(stderr, benchUsage)
@@ -122,6 +179,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "webpubsub bench %s: unexpected argument %q\n", scenario, fs.Arg(0))
 		return exitUsage
+	}
+	if printConfig != nil {
+		if code := printConfig(); code >= 0 {
+			return code
+		}
 	}
 	switch *format {
 	case "text":

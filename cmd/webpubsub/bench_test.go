@@ -1,0 +1,33 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBenchEchoPrintConfig: the configuration `bench echo --print-config` prints is one
+// the server loads, with the event handler the echo scenario needs.
+func TestBenchEchoPrintConfig(t *testing.T) {
+	var out, errOut strings.Builder
+	if code := benchCmd([]string{"echo", "--hub", "slow", "--upstream-listen", "127.0.0.1:18081", "--print-config"}, &out, &errOut); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	path := filepath.Join(t.TempDir(), "echo.yaml")
+	if err := os.WriteFile(path, []byte(out.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := loadConfig(path, nil)
+	if err != nil {
+		t.Fatalf("%v loading\n%s", err, out.String())
+	}
+	hs := cfg.Hubs["slow"].EventHandlers
+	if len(cfg.Hubs) != 1 || len(hs) != 1 || hs[0].URLTemplate != "http://127.0.0.1:18081/upstream/{hub}/{event}" ||
+		hs[0].UserEventPattern != "*" || strings.Join(hs[0].SystemEvents, ",") != "connected,disconnected" {
+		t.Fatalf("hubs %+v from\n%s", cfg.Hubs, out.String())
+	}
+	if code := benchCmd([]string{"echo", "--upstream-listen", "127.0.0.1:0", "--print-config"}, &out, &errOut); code != exitUsage {
+		t.Fatalf("port 0: exit %d, want %d", code, exitUsage)
+	}
+}
