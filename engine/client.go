@@ -214,12 +214,21 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 		b := wsproto.AppendPong(c.lp.body[:0])
 		c.writeText(b)
 		c.lp.body = b[:0]
-	case wsproto.MsgSequenceAck, wsproto.MsgCancelInvocation:
-		// Non-reliable connections ignore sequenceAck (§5.2); nothing is pending to cancel.
+	case wsproto.MsgSequenceAck:
+		if c.rel != nil { // non-reliable connections ignore it (§5.2)
+			c.rel.ack(m.SequenceID)
+		}
+	case wsproto.MsgCancelInvocation:
+		// Nothing is pending to cancel: frames are not read while an invoke is out.
 	}
 }
 
 func (c *conn) recordAck(id uint64) bool {
+	if r := c.rel; r != nil { // ackIds are per logical connection (§5.4)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.acks.add(id)
+	}
 	if c.acks == nil {
 		c.acks = &ackWindow{seen: make(map[uint64]struct{})}
 	}

@@ -131,4 +131,7 @@ type Limits struct {
 	// head that has not completed) after this long without a whole request. Zero
 	// means 2 minutes.
 	HTTPIdleTimeout time.Duration
+	// RecoveryWindow is how long a dropped reliable connection is kept for the client
+	// to recover it (client-protocol.md §7.5). Zero means 30s.
+	RecoveryWindow time.Duration
 }

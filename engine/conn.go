@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -49,6 +50,15 @@ type conn struct {
 	busy bool
 	// reason is why the connection ended, for the upstream disconnected event.
 	reason string
+	// closedBy is the server's reason when it closed the socket (closeNone otherwise).
+	closedBy closeReason
+	// rel is the reliable logical connection this socket carries (nil otherwise).
+	rel *reliable
+	// replaced is set when a recovering socket took over this one's logical connection.
+	replaced bool
+	// asyncPending counts frames queued with AsyncWrite and not yet written; while it
+	// is non-zero the loop queues its own frames behind them. Written off-loop.
+	asyncPending atomic.Int32
 }
 
 // debug logs at Debug level, building the logger only when Debug is enabled.
@@ -143,6 +153,7 @@ func (c *conn) close(r closeReason, detail string) {
 	}
 	wasWS := c.state == stateWS
 	c.state = stateClosed
+	c.closedBy = r
 	if c.rc != nil {
 		c.rc.MarkClosing() // exists checks stop reporting it now (rest-api.md §6)
 	}
@@ -181,8 +192,16 @@ func (c *conn) onClosed(err error) {
 	if c.rc == nil {
 		return
 	}
-	c.srv.reg.Remove(c.rc)
 	c.srv.wsConns.Add(-1)
+	if c.rel != nil {
+		// A reliable connection outlives a dropped socket (client-protocol.md §7.6):
+		// the client's own close and network loss are recoverable.
+		terminal := c.closedBy != closeNone && c.closedBy != closeClient && !c.replaced
+		c.rel.detach(c, terminal)
+		c.frag = nil
+		return
+	}
+	c.srv.reg.Remove(c.rc)
 	if c.sess != nil && c.hub.up.HasDisconnected() {
 		c.sess.Disconnected(c.reason)
 	}
@@ -197,6 +216,10 @@ func (c *conn) onClosed(err error) {
 // Must run on the connection's loop.
 func (c *conn) write(frame []byte) {
 	if c.state != stateWS {
+		return
+	}
+	if c.asyncPending.Load() > 0 {
+		c.asyncWrite(append([]byte(nil), frame...)) // behind the queued frames
 		return
 	}
 	// One message is always accepted onto an empty queue, so a message larger than
@@ -243,4 +266,16 @@ func (w *ackWindow) add(id uint64) bool {
 	}
 	w.seen[id] = struct{}{}
 	return true
+}
+
+// asyncWrite queues frame (which the caller must not touch again) behind the
+// socket's other queued frames. Safe for concurrent use.
+func (c *conn) asyncWrite(frame []byte) {
+	c.asyncPending.Add(1)
+	if err := c.gc.AsyncWrite(frame, func(gnet.Conn, error) error {
+		c.asyncPending.Add(-1)
+		return nil
+	}); err != nil {
+		c.asyncPending.Add(-1)
+	}
 }

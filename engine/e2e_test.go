@@ -92,7 +92,7 @@ var e2eScenarios = []e2eScenario{
 		env:    map[string]string{"WEBPUBSUB_HUB": "anon"},
 	},
 	{name: "cliToken", prepare: cliToken},
-	{name: "recovery", reliableOnly: true, pendingIssue: "issue 5 (reliable subprotocols with reconnection recovery)"},
+	{name: "recovery", reliableOnly: true},
 	{name: "shutdown", sigtermOnReady: true},
 }
 

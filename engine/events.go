@@ -111,9 +111,15 @@ func (c *conn) pubsubEvent(m *wsproto.ClientMessage) {
 			return
 		}
 		if res.HasBody {
-			b := wsproto.AppendServerMessage(c.lp.body[:0], dt, data, 0)
-			c.writeText(b)
-			c.lp.body = b[:0]
+			if c.rel != nil {
+				c.rel.send(func(seq uint64) []byte {
+					return wsproto.AppendFrame(nil, ws.OpText, wsproto.AppendServerMessage(nil, dt, data, seq))
+				}, c.lp)
+			} else {
+				b := wsproto.AppendServerMessage(c.lp.body[:0], dt, data, 0)
+				c.writeText(b)
+				c.lp.body = b[:0]
+			}
 		}
 		if hasAck {
 			c.sendAck(ackID, "", "")

@@ -58,6 +58,18 @@ func (m *outMessage) encode(pubsub, simple bool) {
 	}
 }
 
+// sequencedFrame renders m for one reliable recipient with its sequence id
+// (client-protocol.md §7.2).
+func (m *outMessage) sequencedFrame(seq uint64) []byte {
+	var body []byte
+	if m.fromGroup {
+		body = wsproto.AppendGroupMessage(nil, m.group, m.fromUserID, m.dataType, m.data, seq)
+	} else {
+		body = wsproto.AppendServerMessage(nil, m.dataType, m.data, seq)
+	}
+	return wsproto.AppendFrame(make([]byte, 0, len(body)+14), ws.OpText, body)
+}
+
 // deliver sends m to every wanted target. Targets are grouped by owning loop; the
 // caller's own loop (from, nil off-loop) writes inline, every other loop gets one
 // task. Safe to call from any goroutine.
@@ -77,6 +89,12 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 			continue
 		}
 		c := rc.Handle.(*conn)
+		if c.rel != nil {
+			// Reliable: a sequence id per recipient, kept until acknowledged.
+			c.rel.send(m.sequencedFrame, from)
+			n++
+			continue
+		}
 		if c.kind.IsPubSub() {
 			pubsub = true
 		} else {
@@ -125,6 +143,10 @@ func (s *Server) closeConns(targets []*registry.Conn, excluded map[string]struct
 			continue
 		}
 		c := rc.Handle.(*conn)
+		if c.rel != nil { // not recoverable (client-protocol.md §7.6)
+			c.rel.terminate(closeByAppServer, reason)
+			continue
+		}
 		_ = c.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			c.close(closeByAppServer, reason)
 			return nil

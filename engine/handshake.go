@@ -52,11 +52,9 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		return
 	}
 	hub := s.hub(hubName)
-	if q.Get("awps_connection_id") != "" {
-		// A reliable-recovery request (§1.3, §7.5). The token is ignored; this server
-		// keeps no logical connections yet (issue 5), so recovery is refused the way
-		// the spec says: complete the upgrade, then close with 1008.
-		c.refuseRecovery(head, h, hubName)
+	if id := q.Get("awps_connection_id"); id != "" {
+		// A reliable-recovery request (§1.3, §7.5): the access token is ignored.
+		c.recoverConn(head, h, hubName, id, q.Get("awps_reconnection_token"))
 		return
 	}
 	token := q.Get("access_token")
@@ -229,12 +227,17 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 		}
 	}
 	c.rc, c.kind, c.hub, c.sess = rc, kind, p.hub, p.sess
+	token := ""
+	if kind.IsReliable() {
+		c.rel = newReliable(c)
+		token = c.rel.token
+	}
 	now := s.now().UnixNano()
 	c.lastRead, c.lastPing = now, now
 	c.state = stateWS
 	s.wsConns.Add(1)
 	if kind.IsPubSub() {
-		resp = wsproto.AppendFrame(resp, ws.OpText, wsproto.AppendConnected(nil, p.userID, p.userID != "", p.id, ""))
+		resp = wsproto.AppendFrame(resp, ws.OpText, wsproto.AppendConnected(nil, p.userID, p.userID != "", p.id, token))
 	}
 	_, _ = c.gc.Write(resp)
 	if c.sess != nil {
@@ -313,6 +316,34 @@ func newConnectionID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// recoverConn resumes the reliable logical connection id on this socket when the
+// token matches and the recovery window is open (client-protocol.md §7.5).
+func (c *conn) recoverConn(head []byte, h *fasthttp.RequestHeader, hubName, id, token string) {
+	rc := c.srv.reg.Conn(hubName, id)
+	if rc == nil || rc.Closing() {
+		c.refuseRecovery(head, h, hubName)
+		return
+	}
+	a := rc.Handle.(*conn)
+	if a.rel == nil || !a.rel.tokenMatches(token) {
+		c.refuseRecovery(head, h, hubName)
+		return
+	}
+	resp, err := wsproto.AppendUpgradeResponse(nil, head, a.kind.String())
+	if err != nil {
+		c.srv.log.Info("recovery handshake rejected", "why", err.Error(), "remote", c.remote())
+		_, _ = c.gc.Write(resp)
+		c.state = stateClosed
+		_ = c.gc.Close()
+		return
+	}
+	if !a.rel.recover(c, resp) {
+		c.refuseRecovery(head, h, hubName)
+		return
+	}
+	c.debug("recovered", "conn", id)
 }
 
 // refuseRecovery upgrades a recovery request and closes it with 1008 so the SDK

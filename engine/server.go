@@ -205,6 +205,9 @@ func applyDefaults(cfg *Config) error {
 	if cfg.Upstream.MaxPendingConnects <= 0 {
 		cfg.Upstream.MaxPendingConnects = 10000
 	}
+	if cfg.Limits.RecoveryWindow <= 0 {
+		cfg.Limits.RecoveryWindow = 30 * time.Second
+	}
 	if cfg.Limits.HTTPIdleTimeout <= 0 {
 		cfg.Limits.HTTPIdleTimeout = 2 * time.Minute
 	}

@@ -1139,13 +1139,18 @@ func readLimits(v any, cfg *engine.Config) error {
 		{"maxOutboundBytes", &l.MaxOutboundBytes},
 		{"maxHeaderBytes", &l.MaxHeaderBytes},
 	}
-	names := make([]string, len(fields))
+	names := make([]string, len(fields), len(fields)+1)
 	for i, fd := range fields {
 		names[i] = fd.name
 	}
-	f, err := s.fields(names...)
+	f, err := s.fields(append(names, "recoveryWindowSeconds")...)
 	if err != nil {
 		return err
+	}
+	if v := f["recoveryWindowSeconds"]; v != nil {
+		if l.RecoveryWindow, err = secondsValue("limits.recoveryWindowSeconds", v); err != nil {
+			return err
+		}
 	}
 	return readInts(s, f, fields)
 }
