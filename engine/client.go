@@ -230,7 +230,7 @@ func (c *conn) recordAck(id uint64) bool {
 		return r.acks.add(id)
 	}
 	if c.acks == nil {
-		c.acks = &ackWindow{seen: make(map[uint64]struct{})}
+		c.acks = &ackWindow{}
 	}
 	return c.acks.add(id)
 }

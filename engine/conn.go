@@ -254,6 +254,9 @@ const maxAckIDs = 10000
 
 // add records id and reports whether it was new.
 func (w *ackWindow) add(id uint64) bool {
+	if w.seen == nil {
+		w.seen = make(map[uint64]struct{})
+	}
 	if _, dup := w.seen[id]; dup {
 		return false
 	}

@@ -51,8 +51,7 @@ type sentFrame struct {
 func newReliable(anchor *conn) *reliable {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
-	return &reliable{anchor: anchor, token: base64.RawURLEncoding.EncodeToString(b[:]), sock: anchor,
-		acks: ackWindow{seen: make(map[uint64]struct{})}}
+	return &reliable{anchor: anchor, token: base64.RawURLEncoding.EncodeToString(b[:]), sock: anchor}
 }
 
 // tokenMatches compares a presented reconnection token in constant time.
