@@ -125,7 +125,7 @@ func (c *conn) onFrame(f wsproto.Frame) {
 // onMessage handles one complete data message. payload is borrowed from the
 // inbound buffer: anything kept beyond this call is copied.
 func (c *conn) onMessage(op ws.OpCode, payload []byte) {
-	if op == ws.OpText && !utf8.Valid(payload) {
+	if op == ws.OpText && !utf8.Valid(payload) { // RFC 6455 §8.1
 		c.logger().Warn("text frame is not valid UTF-8")
 		c.close(closeInvalidData, "BadRequest: text frame is not valid UTF-8")
 		return
@@ -135,7 +135,12 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 		return
 	}
 	m := &c.lp.msg // decoded on the loop and not kept past this call
-	err := wsproto.DecodeJSONMessage(m, payload)
+	var err error
+	if c.kind.IsJSON() {
+		err = wsproto.DecodeJSONMessage(m, payload)
+	} else {
+		err = wsproto.DecodeProtobufMessage(m, payload)
+	}
 	if err != nil {
 		var me *wsproto.MessageError
 		if errors.As(err, &me) {
@@ -211,8 +216,13 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 		}
 		c.invoke(m)
 	case wsproto.MsgPing:
-		b := wsproto.AppendPong(c.lp.body[:0])
-		c.writeText(b)
+		var b []byte
+		if c.kind.IsJSON() {
+			b = wsproto.AppendPong(c.lp.body[:0])
+		} else {
+			b = wsproto.AppendProtobufPong(c.lp.body[:0])
+		}
+		c.writeMsg(b)
 		c.lp.body = b[:0]
 	case wsproto.MsgSequenceAck:
 		if c.rel != nil { // non-reliable connections ignore it (§5.2)
@@ -254,8 +264,13 @@ func (c *conn) sendDuplicate(id uint64) {
 }
 
 func (c *conn) sendAck(id uint64, name, message string) {
-	b := wsproto.AppendAck(c.lp.body[:0], id, name, message)
-	c.writeText(b)
+	var b []byte
+	if c.kind.IsJSON() {
+		b = wsproto.AppendAck(c.lp.body[:0], id, name, message)
+	} else {
+		b = wsproto.AppendProtobufAck(c.lp.body[:0], id, name, message)
+	}
+	c.writeMsg(b)
 	c.lp.body = b[:0]
 }
 

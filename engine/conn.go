@@ -171,8 +171,7 @@ func (c *conn) close(r closeReason, detail string) {
 	}
 	buf := c.lp.scratch[:0]
 	if c.kind.IsPubSub() && r != closeClient {
-		body := wsproto.AppendDisconnected(nil, msg)
-		buf = wsproto.AppendFrame(buf, ws.OpText, body)
+		buf = wsproto.AppendFrame(buf, frameOp(c.kind), appendDisconnected(c.kind, nil, msg))
 	}
 	reason := r.category()
 	if r == closeClient || r == closeNoHandler {
@@ -234,6 +233,38 @@ func (c *conn) write(frame []byte) {
 
 // writeControl sends a control frame; same rules as write.
 func (c *conn) writeControl(frame []byte) { c.write(frame) }
+
+// protocol message encoders per subprotocol family (client-protocol.md §5.3, §8.4).
+
+func appendConnected(k wsproto.Kind, dst []byte, userID, connID, token string) []byte {
+	if k.IsJSON() {
+		return wsproto.AppendConnected(dst, userID, userID != "", connID, token)
+	}
+	return wsproto.AppendProtobufConnected(dst, userID, connID, token)
+}
+
+func appendDisconnected(k wsproto.Kind, dst []byte, reason string) []byte {
+	if k.IsJSON() {
+		return wsproto.AppendDisconnected(dst, reason)
+	}
+	return wsproto.AppendProtobufDisconnected(dst, reason)
+}
+
+// writeMsg sends a protocol message body in the frame type of the connection's
+// subprotocol: text for JSON, binary for protobuf.
+func (c *conn) writeMsg(body []byte) {
+	buf := wsproto.AppendFrame(c.lp.scratch[:0], frameOp(c.kind), body)
+	c.write(buf)
+	c.lp.scratch = buf[:0]
+}
+
+// frameOp is the WebSocket opcode of a subprotocol's messages (§5.1, §8.1).
+func frameOp(k wsproto.Kind) ws.OpCode {
+	if k.IsPubSub() && !k.IsJSON() {
+		return ws.OpBinary
+	}
+	return ws.OpText
+}
 
 // writeText encodes body as one text frame through the loop scratch buffer.
 func (c *conn) writeText(body []byte) {

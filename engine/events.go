@@ -91,13 +91,22 @@ func replyData(res upstream.EventResult) (dt wsproto.DataType, data []byte, ok b
 	return 0, nil, false
 }
 
+// replyDataFor is replyData for a connection of kind k: protobuf connections also
+// take an application/x-protobuf reply (upstream-protocol.md §6.2).
+func replyDataFor(k wsproto.Kind, res upstream.EventResult) (wsproto.DataType, []byte, bool) {
+	if res.ContentType == upstream.Protobuf && k.IsPubSub() && !k.IsJSON() {
+		return wsproto.DataProtobuf, res.Body, true
+	}
+	return replyData(res)
+}
+
 // pubsubEvent sends an `event` message upstream; the reply (if any) goes back as a
 // server message before the ack (upstream-protocol.md §6.2, §6.3).
 func (c *conn) pubsubEvent(m *wsproto.ClientMessage) {
 	ackID, hasAck, name := m.AckID, m.HasAckID, m.Event
 	ct, body := eventPayload(m)
 	c.userEvent(name, ct, body, func(res upstream.EventResult) {
-		dt, data, ok := replyData(res)
+		dt, data, ok := replyDataFor(c.kind, res)
 		if res.Err == nil && res.HasBody && !ok {
 			res.Err = errors.New("engine: the event handler replied with a body that is not text, valid JSON or binary")
 		}
@@ -111,14 +120,17 @@ func (c *conn) pubsubEvent(m *wsproto.ClientMessage) {
 			return
 		}
 		if res.HasBody {
+			m := &outMessage{dataType: dt, data: data}
 			if c.rel != nil {
-				c.rel.send(func(seq uint64) []byte {
-					return wsproto.AppendFrame(nil, ws.OpText, wsproto.AppendServerMessage(nil, dt, data, seq))
-				}, c.lp)
+				kind := c.kind
+				c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, c.lp)
 			} else {
-				b := wsproto.AppendServerMessage(c.lp.body[:0], dt, data, 0)
-				c.writeText(b)
-				c.lp.body = b[:0]
+				m.encode(c.kind.IsJSON(), !c.kind.IsJSON(), false)
+				if c.kind.IsJSON() {
+					c.write(m.pubsubFrame)
+				} else {
+					c.write(m.protoFrame)
+				}
 			}
 		}
 		if hasAck {

@@ -24,7 +24,10 @@ type outMessage struct {
 	excluded map[string]struct{} // REST `excluded` connection ids
 
 	pubsubFrame []byte // text frame with the JSON envelope
+	protoFrame  []byte // binary frame with the protobuf DownstreamMessage
 	simpleFrame []byte // raw text or binary frame
+	jsonHead    []byte // reliable JSON: the envelope up to "sequenceId":
+	protoData   []byte // reliable protobuf: the DataMessage without sequence_id
 }
 
 func (m *outMessage) wanted(rc *registry.Conn) bool {
@@ -39,8 +42,8 @@ func (m *outMessage) wanted(rc *registry.Conn) bool {
 	return true
 }
 
-func (m *outMessage) encode(pubsub, simple bool) {
-	if pubsub && m.pubsubFrame == nil {
+func (m *outMessage) encode(json, proto, simple bool) {
+	if json && m.pubsubFrame == nil {
 		var body []byte
 		if m.fromGroup {
 			body = wsproto.AppendGroupMessage(nil, m.group, m.fromUserID, m.dataType, m.data, 0)
@@ -48,6 +51,15 @@ func (m *outMessage) encode(pubsub, simple bool) {
 			body = wsproto.AppendServerMessage(nil, m.dataType, m.data, 0)
 		}
 		m.pubsubFrame = wsproto.AppendFrame(make([]byte, 0, len(body)+14), ws.OpText, body)
+	}
+	if proto && m.protoFrame == nil {
+		var body []byte
+		if m.fromGroup {
+			body = wsproto.AppendProtobufGroupMessage(nil, m.group, m.dataType, m.data, 0)
+		} else {
+			body = wsproto.AppendProtobufServerMessage(nil, m.dataType, m.data, 0)
+		}
+		m.protoFrame = wsproto.AppendFrame(make([]byte, 0, len(body)+14), ws.OpBinary, body)
 	}
 	if simple && m.simpleFrame == nil {
 		op := ws.OpText
@@ -58,16 +70,34 @@ func (m *outMessage) encode(pubsub, simple bool) {
 	}
 }
 
-// sequencedFrame renders m for one reliable recipient with its sequence id
-// (client-protocol.md §7.2).
-func (m *outMessage) sequencedFrame(seq uint64) []byte {
-	var body []byte
-	if m.fromGroup {
-		body = wsproto.AppendGroupMessage(nil, m.group, m.fromUserID, m.dataType, m.data, seq)
-	} else {
-		body = wsproto.AppendServerMessage(nil, m.dataType, m.data, seq)
+// sequencedFrame renders m for one reliable recipient of kind k with its sequence id
+// (client-protocol.md §7.2). The part every recipient shares is encoded once per
+// family; only the frame header and the sequence id are written per recipient.
+// deliver calls it from one goroutine.
+func (m *outMessage) sequencedFrame(k wsproto.Kind, seq uint64) []byte {
+	if k.IsJSON() {
+		if m.jsonHead == nil {
+			if m.fromGroup {
+				m.jsonHead = wsproto.AppendGroupMessageHead(nil, m.group, m.fromUserID, m.dataType, m.data)
+			} else {
+				m.jsonHead = wsproto.AppendServerMessageHead(nil, m.dataType, m.data)
+			}
+		}
+		n := len(m.jsonHead) + wsproto.JSONSequenceTailLen(seq)
+		f := wsproto.AppendFrameHeader(make([]byte, 0, n+14), ws.OpText, n)
+		f = append(f, m.jsonHead...)
+		return wsproto.AppendJSONSequenceTail(f, seq)
 	}
-	return wsproto.AppendFrame(make([]byte, 0, len(body)+14), ws.OpText, body)
+	if m.protoData == nil {
+		if m.fromGroup {
+			m.protoData = wsproto.AppendProtobufGroupData(nil, m.group, m.dataType, m.data)
+		} else {
+			m.protoData = wsproto.AppendProtobufServerData(nil, m.dataType, m.data)
+		}
+	}
+	n := wsproto.ProtobufSequencedLen(len(m.protoData), seq)
+	f := wsproto.AppendFrameHeader(make([]byte, 0, n+14), ws.OpBinary, n)
+	return wsproto.AppendProtobufSequenced(f, m.protoData, seq)
 }
 
 // deliver sends m to every wanted target. Targets are grouped by owning loop; the
@@ -82,7 +112,7 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 		conns []*conn
 	}
 	var buckets []bucket
-	var pubsub, simple bool
+	var json, proto, simple bool
 	n := 0
 	for _, rc := range targets {
 		if !m.wanted(rc) {
@@ -91,13 +121,17 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 		c := rc.Handle.(*conn)
 		if c.rel != nil {
 			// Reliable: a sequence id per recipient, kept until acknowledged.
-			c.rel.send(m.sequencedFrame, from)
+			kind := c.kind
+			c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, from)
 			n++
 			continue
 		}
-		if c.kind.IsPubSub() {
-			pubsub = true
-		} else {
+		switch {
+		case c.kind.IsJSON():
+			json = true
+		case c.kind.IsPubSub():
+			proto = true
+		default:
 			simple = true
 		}
 		i := 0
@@ -110,7 +144,7 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 		buckets[i].conns = append(buckets[i].conns, c)
 		n++
 	}
-	m.encode(pubsub, simple)
+	m.encode(json, proto, simple)
 	for _, b := range buckets {
 		conns := b.conns
 		if b.lp == from {
@@ -128,9 +162,12 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 // writeAll runs on the loop that owns every conn in conns.
 func writeAll(conns []*conn, m *outMessage) {
 	for _, c := range conns {
-		if c.kind.IsPubSub() {
+		switch {
+		case c.kind.IsJSON():
 			c.write(m.pubsubFrame)
-		} else {
+		case c.kind.IsPubSub():
+			c.write(m.protoFrame)
+		default:
 			c.write(m.simpleFrame)
 		}
 	}

@@ -188,22 +188,6 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 	if chosen == "" {
 		selected, kind = wsproto.SelectProtocol(p.offered)
 	}
-	if kind == wsproto.KindProtobuf || kind == wsproto.KindProtobufReliable {
-		// TODO(issue 5): protobuf subprotocols. Until then pick a JSON one the client
-		// also offered, or refuse clearly rather than speak the wrong protocol.
-		selected, kind = "", wsproto.KindSimple
-		for _, o := range p.offered {
-			if k := wsproto.KindOf(o); k.IsJSON() {
-				selected, kind = o, k
-				break
-			}
-		}
-		if selected == "" {
-			s.log.Info("handshake rejected", "status", 400, "why", "protobuf subprotocols are not supported yet", "remote", c.remote())
-			c.replyStatus(400, "protobuf subprotocols are not supported yet")
-			return
-		}
-	}
 	resp, err := wsproto.AppendUpgradeResponse(nil, p.head, selected)
 	if err != nil {
 		s.log.Info("handshake rejected", "why", err.Error(), "remote", c.remote())
@@ -237,7 +221,7 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 	c.state = stateWS
 	s.wsConns.Add(1)
 	if kind.IsPubSub() {
-		resp = wsproto.AppendFrame(resp, ws.OpText, wsproto.AppendConnected(nil, p.userID, p.userID != "", p.id, token))
+		resp = wsproto.AppendFrame(resp, frameOp(kind), appendConnected(kind, nil, p.userID, p.id, token))
 	}
 	_, _ = c.gc.Write(resp)
 	if c.sess != nil {
@@ -357,7 +341,7 @@ func (c *conn) refuseRecovery(head []byte, h *fasthttp.RequestHeader, hubName st
 	resp, err := wsproto.AppendUpgradeResponse(nil, head, selected)
 	if err == nil {
 		if kind.IsPubSub() {
-			resp = wsproto.AppendFrame(resp, ws.OpText, wsproto.AppendDisconnected(nil, "BadRequest: the connection cannot be recovered"))
+			resp = wsproto.AppendFrame(resp, frameOp(kind), appendDisconnected(kind, nil, "BadRequest: the connection cannot be recovered"))
 		}
 		resp = wsproto.AppendCloseFrame(resp, ws.StatusPolicyViolation, "BadRequest")
 	}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/webpubsub/webpubsub/wsproto"
@@ -218,8 +217,7 @@ func (r *reliable) recover(nc *conn, resp []byte) bool {
 	nc.state = stateWS
 	nc.srv.wsConns.Add(1)
 	r.sock = nc
-	connected := wsproto.AppendConnected(nil, a.rc.UserID, a.rc.UserID != "", a.rc.ID, r.token)
-	resp = wsproto.AppendFrame(resp, ws.OpText, connected)
+	resp = wsproto.AppendFrame(resp, frameOp(a.kind), appendConnected(a.kind, nil, a.rc.UserID, a.rc.ID, r.token))
 	for _, f := range r.unacked {
 		resp = append(resp, f.frame...)
 	}

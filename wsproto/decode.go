@@ -182,8 +182,13 @@ func (m *ClientMessage) decodeGroup(payload []byte, fs *jsonFields) error {
 		return m.badRequest("'group' must be a string.")
 	}
 	m.Group = g
-	// client-protocol.md §4.4.
-	if !ValidGroupName(g) {
+	return m.checkGroup()
+}
+
+// checkGroup validates m.Group (client-protocol.md §4.4). Shared by the JSON
+// and protobuf decoders.
+func (m *ClientMessage) checkGroup() error {
+	if !ValidGroupName(m.Group) {
 		return m.badRequest("'group' must be 1 to 1024 characters and not only whitespace.")
 	}
 	return nil
@@ -198,6 +203,12 @@ func (m *ClientMessage) decodeEvent(payload []byte, fs *jsonFields) error {
 		return m.badRequest("'event' must be a string.")
 	}
 	m.Event = e
+	return m.checkEvent()
+}
+
+// checkEvent validates m.Event. Shared by the JSON and protobuf decoders.
+func (m *ClientMessage) checkEvent() error {
+	e := m.Event
 	if e == "" {
 		return m.badRequest("'event' must not be empty.")
 	}

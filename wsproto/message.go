@@ -108,8 +108,9 @@ func ParseDataType(s string) (DataType, bool) {
 	return 0, false
 }
 
-// ClientMessage is one decoded client → service message of the JSON
-// subprotocol (client-protocol.md §5.2). Reuse one per event loop: decoding
+// ClientMessage is one decoded client → service message of a PubSub
+// subprotocol: JSON (client-protocol.md §5.2, DecodeJSONMessage) or protobuf
+// (§8.2, DecodeProtobufMessage). Reuse one per event loop: decoding
 // resets it but keeps its scratch space, so the steady state does not allocate.
 type ClientMessage struct {
 	Type     MessageType
@@ -124,7 +125,8 @@ type ClientMessage struct {
 	HasData bool
 	// Data is the payload in canonical form: DataText → the unescaped UTF-8
 	// text; DataJSON → the JSON value as sent (valid, never null);
-	// DataBinary, DataProtobuf → the base64-decoded bytes.
+	// DataBinary, DataProtobuf → the base64-decoded bytes (JSON) or the
+	// bytes as sent (protobuf; for DataProtobuf a serialized Any).
 	//
 	// Data is borrowed: it aliases the decoded payload or the message's own
 	// scratch space, and is valid until the payload buffer changes or m is
