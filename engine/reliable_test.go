@@ -147,3 +147,47 @@ func TestReliableSequenceAckClamp(t *testing.T) {
 	groupSend(t, s, "hub1", "g", "b")
 	wantSeq(t, c.readJSON(), 2, "b")
 }
+
+// TestReliableBufferOverflow: more than 1000 unacknowledged messages end the logical
+// connection for good (client-protocol.md §7.4).
+func TestReliableBufferOverflow(t *testing.T) {
+	s := testServer(t, nil)
+	c, m := reliableClient(t, s, "hub1", "u", []string{"g"})
+	id := m["connectionId"].(string)
+	c.conn.Close() // detached: nothing is acknowledged any more
+	waitFor(t, func() bool { return s.wsConns.Load() == 0 })
+	rc := s.reg.Conn("hub1", id)
+	if rc == nil {
+		t.Fatal("detached reliable connection was not kept")
+	}
+	rel := rc.Handle.(*conn).rel
+	for i := 0; i <= maxUnackedMessages; i++ {
+		rel.send(func(seq uint64) []byte { return []byte("x") }, nil)
+	}
+	waitFor(t, func() bool { return s.reg.Conn("hub1", id) == nil })
+	r, err := dial(t, s, recoverPath("hub1", m), reliableProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := r.expectClose(); code != ws.StatusPolicyViolation {
+		t.Fatalf("recovery after overflow: close %d, want 1008", code)
+	}
+}
+
+// TestReliableAckTrimsBuffer: acknowledged messages leave the buffer; an ack at or
+// below the current one changes nothing.
+func TestReliableAckTrimsBuffer(t *testing.T) {
+	r := &reliable{}
+	for i := 0; i < 5; i++ {
+		r.send(func(seq uint64) []byte { return []byte{byte(seq)} }, nil)
+	}
+	r.ack(3)
+	r.ack(2)
+	if len(r.unacked) != 2 || r.unacked[0].seq != 4 || r.bytes != 2 {
+		t.Fatalf("after ack 3: %v (%d bytes)", r.unacked, r.bytes)
+	}
+	r.ack(100) // clamped to the last id sent
+	if len(r.unacked) != 0 || r.acked != 5 || r.bytes != 0 {
+		t.Fatalf("after ack 100: acked %d, %v", r.acked, r.unacked)
+	}
+}
