@@ -141,7 +141,7 @@ func TestRunConnect(t *testing.T) {
 		metric(r, "workers") != 3 || metric(r, "bench-cpu-s") < 0 || metric(r, "p99-ns") <= 0 {
 		t.Fatalf("result %+v", r)
 	}
-	if !strings.HasPrefix(benchLine(t, r), "BenchmarkConnect/conns=250/concurrency=16\t1\t") {
+	if !strings.HasPrefix(benchLine(t, r), "BenchmarkConnect/conns=250/concurrency=16/protocol=json\t1\t") {
 		t.Fatalf("benchmark line %q", benchLine(t, r))
 	}
 }
@@ -188,7 +188,7 @@ func TestRunChat(t *testing.T) {
 		metric(r, "ratio") != 1 || metric(r, "ack-p99-ns") <= 0 || r.FailureTotal() != 0 {
 		t.Fatalf("result %+v", r)
 	}
-	if !strings.HasPrefix(benchLine(t, r), "BenchmarkChat/groups=30/members=7/messages=3/rate=20/size=31\t1\t") {
+	if !strings.HasPrefix(benchLine(t, r), "BenchmarkChat/groups=30/members=7/messages=3/rate=20/size=31/protocol=json\t1\t") {
 		t.Fatalf("benchmark line %q", benchLine(t, r))
 	}
 }
@@ -268,8 +268,10 @@ func TestFleetOneFilePerConnection(t *testing.T) {
 		t.Fatalf("connected %d, up after close %d", f.connected.Load(), f.up.Load())
 	}
 	// The fake server is in this process: it holds one descriptor per connection too. The
-	// loops' pollers add a few.
-	if d := during - before; d < 2*n || d > 2*n+16 {
+	// loops' pollers add a few. An earlier test's descriptor (a worker's pipe, an idle
+	// HTTP connection) may close between the two counts, hence the slack below 2n; the
+	// bound that matters is the upper one (a leaked original would make it 3n).
+	if d := during - before; d < 2*n-8 || d > 2*n+16 {
 		t.Fatalf("%d descriptors for %d connections (client and server side), want about %d", d, n, 2*n)
 	}
 }

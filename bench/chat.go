@@ -54,6 +54,7 @@ func RunChat(ctx context.Context, cfg ChatConfig) (*Result, error) {
 	r.param("messages", cfg.Messages)
 	r.param("rate", formatValue(cfg.Rate))
 	r.param("size", cfg.SizeBytes)
+	r.param("protocol", cfg.Protocol)
 
 	base := cfg.workerConfig(sending + 2*cfg.Quiet)
 	base.GroupSize = cfg.MembersPerGroup
@@ -106,6 +107,7 @@ func RunChat(ctx context.Context, cfg ChatConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	settleAcks(ctx, r, cfg.proto)
 	serverCPU := rn.windowEnd()
 	d, err := mergeDrained(reps)
 	if err != nil {

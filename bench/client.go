@@ -22,7 +22,8 @@ import (
 	"github.com/webpubsub/webpubsub/wsproto"
 )
 
-// JSONProtocol is the subprotocol every bench client offers.
+// JSONProtocol is the subprotocol the bench clients offer unless Options.Protocol says
+// otherwise.
 const JSONProtocol = "json.webpubsub.azure.v1"
 
 // maxFrameBytes bounds a server frame the client accepts (the service limit is 1 MiB).
@@ -145,6 +146,10 @@ type client struct {
 	acked    atomic.Int64 // sendToGroup acks with success; read by the worker
 	sent     int          // publisher goroutine only: sendToGroup messages written
 	sentAtNs []int64      // unix ns of send ackId-1; written by the publisher before the AsyncWrite, read by the loop on the ack
+
+	// Reliable subprotocols (client-protocol.md §7.2, §7.3).
+	seqSeen  atomic.Uint64 // highest sequenceId received; written by the loop, read by the acker
+	seqAcked atomic.Uint64 // highest sequenceId acknowledged; raised by the loop or the acker
 }
 
 // gconn boxes a gnet.Conn for atomic.Pointer.
@@ -224,8 +229,11 @@ func appendMasked(dst []byte, op ws.OpCode, payload []byte) []byte {
 	return wsproto.AppendMaskedFrame(dst, true, op, mask, payload)
 }
 
-// isConnected reports whether payload is the JSON subprotocol's connected event.
-func isConnected(payload []byte) bool {
+// isConnected reports whether payload is the connected event of subprotocol p.
+func isConnected(p protocol, payload []byte) bool {
+	if p.protobuf {
+		return isPBConnected(payload)
+	}
 	return bytes.Contains(payload, []byte(`"type":"system"`)) && bytes.Contains(payload, []byte(`"event":"connected"`))
 }
 
@@ -306,7 +314,7 @@ func (h *handler) frame(c gnet.Conn, cl *client, fr serverFrame) gnet.Action {
 			return gnet.Close
 		}
 		if cl.state.Load() != stateUp {
-			if !isConnected(fr.payload) {
+			if !isConnected(h.f.cfg.proto, fr.payload) {
 				cl.failKind = failFirstFrame
 				return gnet.Close
 			}

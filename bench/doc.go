@@ -1,6 +1,6 @@
 // Package bench is the load generator of webpubsub: a client that speaks only the wire
-// (RFC 6455, plain or with the json.webpubsub.azure.v1 subprotocol, plus the REST data
-// plane, and on the other side an upstream that receives CloudEvents over HTTP) and
+// (RFC 6455, plain or with a Web PubSub subprotocol, plus the REST data plane, and on the
+// other side an upstream that receives CloudEvents over HTTP) and
 // measures a running server from outside, the way any Azure Web PubSub client and app
 // server would.
 //
@@ -20,6 +20,19 @@
 //     (client to upstream), the server's CPU per round trip. The server must be started
 //     with the event handler EchoServerConfig prints. With an upstream delay it plays a
 //     slow app server, to show that other hubs' fan-out does not slow down meanwhile.
+//
+// Protocols. The clients of Idle, Connect, Fanout and Chat speak Options.Protocol: json
+// (json.webpubsub.azure.v1, the default), json.reliable, protobuf or protobuf.reliable
+// (client-protocol.md §5, §7, §8), and every benchmark name of those scenarios carries
+// protocol=..., so benchstat can compare them (-col /protocol). Protobuf clients send
+// UpstreamMessage and read DownstreamMessage in binary frames, encoded and decoded by hand
+// (protocol.go: the few fields the bench uses, no protobuf library). Reliable clients read
+// each message's sequenceId and acknowledge like the JS SDK: the highest id seen, once a
+// second when it changed (one acker goroutine per worker visits a tenth of the clients
+// every 100ms, so the acks are spread like independent timers), and at once when a
+// message is more than 300 ids past the last ack; they count ids that are not the
+// previous + 1. Fanout and Chat end their CPU window an ack interval after the drain, so
+// the server's CPU per delivery includes the acks.
 //
 // Every scenario also reports the bench's own CPU (utime+stime of itself and its workers
 // from /proc), because on one machine the load generator competes with the server.

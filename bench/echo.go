@@ -49,6 +49,9 @@ func RunEcho(ctx context.Context, cfg EchoConfig) (*Result, error) {
 	if cfg.Conns <= 0 || cfg.Messages <= 0 || cfg.Rate <= 0 {
 		return nil, fmt.Errorf("%w: echo needs conns, messages and rate > 0", ErrConfig)
 	}
+	if cfg.Protocol != ProtocolJSON {
+		return nil, fmt.Errorf("%w: echo clients are plain WebSocket clients and take no protocol", ErrConfig)
+	}
 	cfg.SizeBytes = max(cfg.SizeBytes, minEchoPayloadBytes)
 	if cfg.UpstreamListen == "" {
 		cfg.UpstreamListen = "127.0.0.1:0"

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net"
@@ -21,7 +22,8 @@ import (
 )
 
 // fakeService is a stand-in server speaking just enough of the protocol, one goroutine per
-// connection: the upgrade with the JSON subprotocol, groups from the token's
+// connection: the upgrade with a JSON or protobuf subprotocol (reliable ones number their
+// messages and count the sequenceAcks they get), groups from the token's
 // webpubsub.group claim, the connected event, a ping, client sendToGroup with acks (for
 // the webpubsub.sendToGroup role), and REST group sends. Plain clients (no subprotocol)
 // have their text messages sent to the upstream set with setUpstream as CloudEvents, and
@@ -36,17 +38,156 @@ type fakeService struct {
 	valid     bool // written once under validated
 	nextID    atomic.Int64
 	http      *http.Client
+
+	seqAcks atomic.Int64 // sequenceAck messages received
+	all     []*fakeConn  // every subprotocol connection; under mu
+}
+
+// sequences returns, over every connection so far, the fewest messages numbered for one
+// and the lowest sequenceAck one sent.
+func (fs *fakeService) sequences() (minSent, minAcked uint64) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	minSent, minAcked = ^uint64(0), ^uint64(0)
+	for _, c := range fs.all {
+		c.mu.Lock()
+		minSent = min(minSent, c.seq)
+		c.mu.Unlock()
+		minAcked = min(minAcked, c.acked.Load())
+	}
+	return minSent, minAcked
 }
 
 type fakeConn struct {
-	mu   sync.Mutex // serializes writes
-	conn net.Conn
+	mu    sync.Mutex // serializes writes and numbers messages
+	conn  net.Conn
+	proto protocol
+	seq   uint64        // last sequenceId sent; under mu
+	acked atomic.Uint64 // highest sequenceAck received
 }
 
+// write sends msg in a text frame, or a binary one on the protobuf subprotocols.
 func (c *fakeConn) write(msg []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.writeLocked(msg)
+}
+
+func (c *fakeConn) writeLocked(msg []byte) {
+	if c.proto.protobuf {
+		_ = wsutil.WriteServerBinary(c.conn, msg)
+		return
+	}
 	_ = wsutil.WriteServerText(c.conn, msg)
+}
+
+// deliver sends a group message, numbered on the reliable subprotocols.
+func (c *fakeConn) deliver(group, data string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var seq uint64
+	if c.proto.reliable {
+		c.seq++
+		seq = c.seq
+	}
+	if c.proto.protobuf {
+		// DownstreamMessage{data_message: {from, group, data: {text_data}, sequence_id}}
+		var dm []byte
+		dm = pbTestBytes(dm, 1, []byte("group"))
+		dm = pbTestBytes(dm, 2, []byte(group))
+		dm = pbTestBytes(dm, 3, pbTestBytes(nil, pbDataTextData, []byte(data)))
+		if seq > 0 {
+			dm = pbTestVarint(dm, 4, seq)
+		}
+		c.writeLocked(pbTestBytes(nil, pbDownData, dm))
+		return
+	}
+	m := map[string]any{"type": "message", "from": "group", "group": group, "dataType": "text", "data": data}
+	if seq > 0 {
+		m["sequenceId"] = seq
+	}
+	msg, _ := json.Marshal(m)
+	c.writeLocked(msg)
+}
+
+// ack sends the ack of a sendToGroup.
+func (c *fakeConn) ack(id uint64, success bool) {
+	if c.proto.protobuf {
+		var am []byte
+		am = pbTestVarint(am, 1, id)
+		if success {
+			am = pbTestVarint(am, 2, 1)
+		} else {
+			am = pbTestBytes(am, 3, pbTestBytes(nil, 1, []byte("Forbidden")))
+		}
+		c.write(pbTestBytes(nil, pbDownAck, am))
+		return
+	}
+	m := map[string]any{"type": "ack", "ackId": id, "success": success}
+	if !success {
+		m["error"] = map[string]string{"name": "Forbidden"}
+	}
+	msg, _ := json.Marshal(m)
+	c.write(msg)
+}
+
+// pbTestBytes and pbTestVarint append a protobuf field (field numbers below 16).
+func pbTestBytes(dst []byte, num int, v []byte) []byte {
+	dst = binary.AppendUvarint(pbAppendTag(dst, num, pbBytes), uint64(len(v)))
+	return append(dst, v...)
+}
+
+func pbTestVarint(dst []byte, num int, v uint64) []byte {
+	return binary.AppendUvarint(pbAppendTag(dst, num, pbVarint), v)
+}
+
+// fakeUpstream is a client message as the fake service reads it.
+type fakeUpstream struct {
+	Type  string `json:"type"`
+	Group string `json:"group"`
+	AckID uint64 `json:"ackId"`
+	Data  string `json:"data"`
+	Seq   uint64 `json:"sequenceId"`
+}
+
+// decodeUpstream reads a client message of c's subprotocol: sendToGroup or sequenceAck.
+func (c *fakeConn) decodeUpstream(data []byte, op ws.OpCode) (m fakeUpstream, ok bool) {
+	if !c.proto.protobuf {
+		return m, op == ws.OpText && json.Unmarshal(data, &m) == nil
+	}
+	if op != ws.OpBinary {
+		return m, false
+	}
+	num, _, _, body, _, ok := pbField(data)
+	if !ok {
+		return m, false
+	}
+	for len(body) > 0 {
+		f, typ, v, b, rest, ok := pbField(body)
+		if !ok {
+			return m, false
+		}
+		switch {
+		case num == pbUpSendToGroup && f == 1 && typ == pbBytes:
+			m.Group = string(b)
+		case num == pbUpSendToGroup && f == 2 && typ == pbVarint:
+			m.AckID = v
+		case num == pbUpSendToGroup && f == 3 && typ == pbBytes:
+			if _, _, _, text, _, ok := pbField(b); ok {
+				m.Data = string(text)
+			}
+		case num == pbUpSequenceAck && f == 1 && typ == pbVarint:
+			m.Seq = v
+		}
+		body = rest
+	}
+	switch num {
+	case pbUpSendToGroup:
+		m.Type = "sendToGroup"
+	case pbUpSequenceAck:
+		m.Type = "sequenceAck"
+	}
+	return m, true
 }
 
 func newFakeService(t *testing.T) *fakeService {
@@ -77,12 +218,11 @@ func newFakeService(t *testing.T) *fakeService {
 }
 
 func (fs *fakeService) broadcast(group, data string) {
-	msg, _ := json.Marshal(map[string]string{"type": "message", "from": "group", "group": group, "dataType": "text", "data": data})
 	fs.mu.Lock()
 	members := slices.Clone(fs.groups[group])
 	fs.mu.Unlock()
 	for _, c := range members {
-		c.write(msg)
+		c.deliver(group, data)
 	}
 }
 
@@ -99,12 +239,17 @@ func (fs *fakeService) client(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad token", http.StatusUnauthorized)
 		return
 	}
-	u := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == JSONProtocol }}
-	conn, _, _, err := u.Upgrade(r, w)
+	subprotocols := map[string]protocol{}
+	for _, name := range Protocols {
+		p, _ := parseProtocol(name)
+		subprotocols[p.subprotocol] = p
+	}
+	u := ws.HTTPUpgrader{Protocol: func(p string) bool { _, ok := subprotocols[p]; return ok }}
+	conn, _, hs, err := u.Upgrade(r, w)
 	if err != nil {
 		return
 	}
-	c := &fakeConn{conn: conn}
+	c := &fakeConn{conn: conn, proto: subprotocols[hs.Protocol]}
 	if r.Header.Get("Sec-WebSocket-Protocol") == "" {
 		hub, _ := strings.CutPrefix(r.URL.Path, "/client/hubs/")
 		go fs.plain(c, hub, claims.Sub)
@@ -116,8 +261,15 @@ func (fs *fakeService) client(w http.ResponseWriter, r *http.Request) {
 	for _, g := range claims.Groups {
 		fs.groups[g] = append(fs.groups[g], c)
 	}
+	fs.all = append(fs.all, c)
 	fs.mu.Unlock()
-	c.write([]byte(`{"type":"system","event":"connected","userId":"` + claims.Sub + `","connectionId":"c"}`))
+	if c.proto.protobuf {
+		// DownstreamMessage{system_message: {connected_message: {connection_id, user_id}}}
+		cm := pbTestBytes(pbTestBytes(nil, 1, []byte("c")), 2, []byte(claims.Sub))
+		c.write(pbTestBytes(nil, pbDownSystem, pbTestBytes(nil, pbSystemConnect, cm)))
+	} else {
+		c.write([]byte(`{"type":"system","event":"connected","userId":"` + claims.Sub + `","connectionId":"c"}`))
+	}
 	c.mu.Lock()
 	_ = wsutil.WriteServerMessage(conn, ws.OpPing, []byte("p"))
 	c.mu.Unlock()
@@ -133,26 +285,26 @@ func (fs *fakeService) client(w http.ResponseWriter, r *http.Request) {
 		}()
 		for {
 			data, op, err := wsutil.ReadClientData(conn)
-			if err != nil || op != ws.OpText {
+			if err != nil {
 				return
 			}
-			var m struct {
-				Type  string `json:"type"`
-				Group string `json:"group"`
-				AckID uint64 `json:"ackId"`
-				Data  string `json:"data"`
-			}
-			if json.Unmarshal(data, &m) != nil || m.Type != "sendToGroup" {
+			m, ok := c.decodeUpstream(data, op)
+			switch {
+			case !ok:
+				return
+			case m.Type == "sequenceAck":
+				fs.seqAcks.Add(1)
+				for last := c.acked.Load(); m.Seq > last && !c.acked.CompareAndSwap(last, m.Seq); last = c.acked.Load() {
+				}
 				continue
-			}
-			if !canSend {
-				ack, _ := json.Marshal(map[string]any{"type": "ack", "ackId": m.AckID, "success": false, "error": map[string]string{"name": "Forbidden"}})
-				c.write(ack)
+			case m.Type != "sendToGroup":
+				continue
+			case !canSend:
+				c.ack(m.AckID, false)
 				continue
 			}
 			fs.broadcast(m.Group, m.Data)
-			ack, _ := json.Marshal(map[string]any{"type": "ack", "ackId": m.AckID, "success": true})
-			c.write(ack)
+			c.ack(m.AckID, true)
 		}
 	}()
 }

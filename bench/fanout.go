@@ -82,6 +82,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	r.param("rate", formatValue(cfg.Rate))
 	r.param("size", cfg.SizeBytes)
 	r.param("publisher", cfg.Publisher)
+	r.param("protocol", cfg.Protocol)
 
 	base := cfg.workerConfig(sending + cfg.Quiet)
 	base.Group = cfg.Group
@@ -116,6 +117,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	settleAcks(ctx, r, cfg.proto)
 	serverCPU := rn.windowEnd()
 	d, err := mergeDrained(reps)
 	if err != nil {
@@ -237,12 +239,13 @@ func (pub *publisher) connect(ctx context.Context) error {
 	f, err := newFleet(fleetConfig{
 		svc: cfg.Service, hub: cfg.Hub, first: cfg.Members, conns: 1, concurrency: 1,
 		handshakeTimeout: cfg.HandshakeTimeout, loopbackSources: cfg.LoopbackSources,
-		eventLoops: 1, roles: []string{"webpubsub.sendToGroup"}, onMessage: pub.rv.onMessage,
+		eventLoops: 1, roles: []string{"webpubsub.sendToGroup"}, proto: cfg.proto, onMessage: pub.rv.onMessage,
 	})
 	if err != nil {
 		return err
 	}
 	pub.f = f
+	pub.rv.proto = cfg.proto
 	f.clients[0].sentAtNs = make([]int64, cfg.Messages)
 	f.open(ctx)
 	if f.up.Load() != 1 {
@@ -265,7 +268,7 @@ func (pub *publisher) publish(ctx context.Context) {
 			now := time.Now().UnixNano()
 			cl.sentAtNs[k] = now
 			pub.sent.Add(1)
-			if c == nil || c.AsyncWrite(sendToGroupFrame(cfg.Group, now, k, cfg.SizeBytes, k+1), nil) != nil {
+			if c == nil || c.AsyncWrite(sendToGroupFrame(cfg.proto, cfg.Group, now, k, cfg.SizeBytes, k+1), nil) != nil {
 				pub.fail("send-error")
 			}
 		}

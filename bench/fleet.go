@@ -28,6 +28,8 @@ type fleetConfig struct {
 	// means none.
 	groupOf func(i int) string
 	roles   []string
+	// proto is the subprotocol the clients speak; ignored when plain.
+	proto protocol
 	// plain makes plain WebSocket clients: no subprotocol offered, up at the 101 response
 	// (no connected event), and every message they receive goes to onMessage.
 	plain bool
@@ -59,6 +61,11 @@ type fleet struct {
 	lastUp    atomic.Int64 // unix ns of the latest connected
 	handshake Histogram    // dial to connected frame
 
+	// Reliable subprotocols.
+	seqAcks     atomic.Int64 // sequenceAck frames written
+	seqGaps     atomic.Int64 // messages whose sequenceId was not the previous one + 1
+	unsequenced atomic.Int64 // messages without a sequenceId
+
 	mu       sync.Mutex
 	failures map[string]int64
 
@@ -82,6 +89,9 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 	}
 	if cfg.concurrency <= 0 {
 		cfg.concurrency = 1
+	}
+	if cfg.proto.subprotocol == "" {
+		cfg.proto, _ = parseProtocol(ProtocolJSON)
 	}
 	if cfg.eventLoops <= 0 {
 		cfg.eventLoops = runtime.GOMAXPROCS(0)
@@ -115,15 +125,18 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 		return nil, fmt.Errorf("bench: gnet client: %w", err)
 	}
 	go f.sweepTimeouts()
+	if cfg.proto.reliable && !cfg.plain {
+		go f.ackLoop()
+	}
 	return f, nil
 }
 
-// subprotocol is what the clients offer: JSONProtocol, or "" for plain clients.
+// subprotocol is what the clients offer: that of cfg.proto, or "" for plain clients.
 func (f *fleet) subprotocol() string {
 	if f.cfg.plain {
 		return ""
 	}
-	return JSONProtocol
+	return f.cfg.proto.subprotocol
 }
 
 func (f *fleet) fail(kind string) {

@@ -18,31 +18,86 @@ var (
 	ackType    = []byte(`"type":"ack"`)
 	ackIDKey   = []byte(`"ackId":`)
 	ackSuccess = []byte(`"success":true`)
+	// messageType marks the messages that carry a sequenceId on json.reliable (§7.1).
+	messageType = []byte(`"type":"message"`)
 )
 
 // receiver counts what the clients of one process receive: bench-stamped group messages
-// (latency from the stamp) and sendToGroup acks, or (plain clients) echoes. Its methods run on the loops; the counters
-// are read by the worker's reports.
+// (latency from the stamp) and sendToGroup acks, or (plain clients) echoes. Its methods run
+// on the loops; the counters are read by the worker's reports.
 type receiver struct {
+	// proto is the clients' subprotocol; set before the fleet opens.
+	proto                             protocol
 	received, unparsed, acked, nacked atomic.Int64
 	misrouted                         atomic.Int64 // echoes of another client's payload
 	lastRecvNs                        atomic.Int64 // unix ns of the latest stamped message
 	latency, ackLatency               Histogram
 }
 
-// onMessage is a fleetConfig.onMessage.
+// onMessage is a fleetConfig.onMessage for the subprotocol clients.
 func (rv *receiver) onMessage(cl *client, payload []byte) {
+	if rv.proto.protobuf {
+		rv.onProtobuf(cl, payload)
+		return
+	}
 	now := time.Now().UnixNano()
 	if bytes.Contains(payload, ackType) {
-		rv.onAck(cl, payload, now)
+		// Web PubSub client protocol: {"type":"ack","ackId":1,"success":true} or with
+		// "success":false and an "error" object.
+		var id int64 = -1
+		if k := bytes.Index(payload, ackIDKey); k >= 0 {
+			if v, ok := parseDigits(payload[k+len(ackIDKey):]); ok {
+				id = v
+			}
+		}
+		rv.onAck(cl, id, bytes.Contains(payload, ackSuccess), now)
 		return
+	}
+	if rv.proto.reliable && bytes.Contains(payload, messageType) {
+		cl.sequenced(jsonSequenceID(payload))
 	}
 	k := bytes.Index(payload, dataKey)
 	if k < 0 {
 		rv.unparsed.Add(1)
 		return
 	}
-	ts, ok := parseDigits(payload[k+len(dataKey):])
+	rv.stamped(cl, payload[k+len(dataKey):], now)
+}
+
+// onProtobuf handles a DownstreamMessage (client-protocol.md §8.4).
+func (rv *receiver) onProtobuf(cl *client, payload []byte) {
+	now := time.Now().UnixNano()
+	kind, body, ok := pbDownstream(payload)
+	if !ok {
+		rv.unparsed.Add(1)
+		return
+	}
+	switch kind {
+	case pbDownAck:
+		id, success, ok := pbAck(body)
+		if !ok {
+			rv.unparsed.Add(1)
+			return
+		}
+		rv.onAck(cl, int64(min(id, 1<<62)), success, now)
+	case pbDownData:
+		data, seq, ok := pbData(body)
+		if rv.proto.reliable {
+			cl.sequenced(seq)
+		}
+		if !ok {
+			rv.unparsed.Add(1)
+			return
+		}
+		rv.stamped(cl, data, now)
+	default:
+		rv.unparsed.Add(1)
+	}
+}
+
+// stamped records a message whose data starts with the bench's stamp.
+func (rv *receiver) stamped(cl *client, data []byte, now int64) {
+	ts, ok := parseDigits(data)
 	if !ok {
 		rv.unparsed.Add(1)
 		return
@@ -63,19 +118,16 @@ func (rv *receiver) noteLastRecv(now int64) {
 	}
 }
 
-func (rv *receiver) onAck(cl *client, payload []byte, now int64) {
-	// Web PubSub client protocol: {"type":"ack","ackId":1,"success":true} or with
-	// "success":false and an "error" object.
-	if !bytes.Contains(payload, ackSuccess) {
+// onAck records the ack of the send with ackID id (-1 when unknown).
+func (rv *receiver) onAck(cl *client, id int64, success bool, now int64) {
+	if !success {
 		rv.nacked.Add(1)
 		return
 	}
 	cl.acked.Add(1)
 	rv.acked.Add(1)
-	if k := bytes.Index(payload, ackIDKey); k >= 0 {
-		if id, ok := parseDigits(payload[k+len(ackIDKey):]); ok && id >= 1 && id <= int64(len(cl.sentAtNs)) {
-			rv.ackLatency.Record(time.Duration(now - cl.sentAtNs[id-1]))
-		}
+	if id >= 1 && id <= int64(len(cl.sentAtNs)) {
+		rv.ackLatency.Record(time.Duration(now - cl.sentAtNs[id-1]))
 	}
 }
 
@@ -102,10 +154,16 @@ func appendPayload(dst []byte, sentNs int64, k, size int) []byte {
 }
 
 // sendToGroupFrame returns a masked frame that sends a stamped text payload to group with
-// ackID (Web PubSub JSON subprotocol, sendToGroup). Each call allocates the frame, which
-// belongs to gnet's AsyncWrite from then on. Group names are plain bench names (no
-// characters JSON escapes).
-func sendToGroupFrame(group string, sentNs int64, k, size int, ackID int) []byte {
+// ackID: the JSON subprotocols' sendToGroup (a text frame), or the protobuf ones'
+// UpstreamMessage.send_to_group_message with text_data (a binary frame, §8.2). Each call
+// allocates the frame, which belongs to gnet's AsyncWrite from then on. Group names are
+// plain bench names (no characters JSON escapes).
+func sendToGroupFrame(p protocol, group string, sentNs int64, k, size int, ackID int) []byte {
+	if p.protobuf {
+		text := appendPayload(make([]byte, 0, size), sentNs, k, size)
+		msg := appendPBSendToGroup(make([]byte, 0, 24+len(group)+size), group, uint64(ackID), text)
+		return appendMasked(make([]byte, 0, len(msg)+14), ws.OpBinary, msg)
+	}
 	msg := make([]byte, 0, 96+len(group)+size)
 	msg = append(msg, `{"type":"sendToGroup","group":"`...)
 	msg = append(msg, group...)

@@ -42,6 +42,13 @@ type Options struct {
 	ServerPID int
 	// Progress receives one status line a second. Nil means none.
 	Progress io.Writer
+	// Protocol is the subprotocol the clients of the idle, connect, fanout and chat
+	// scenarios speak, one of Protocols: json, json.reliable (client-protocol.md §7;
+	// clients acknowledge sequence ids like the JS SDK), protobuf or protobuf.reliable
+	// (§8). Empty means json. The echo scenario's clients are plain and take none.
+	Protocol string
+
+	proto protocol // Protocol, parsed by setDefaults
 }
 
 // ErrConfig means a scenario's configuration is invalid; the message says which field.
@@ -58,6 +65,11 @@ func (o *Options) setDefaults() error {
 	if o.Hub == "" {
 		o.Hub = "bench"
 	}
+	proto, err := parseProtocol(o.Protocol)
+	if err != nil {
+		return err
+	}
+	o.proto, o.Protocol = proto, proto.name
 	if o.Timeout <= 0 {
 		o.Timeout = 60 * time.Second
 	}

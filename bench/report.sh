@@ -3,6 +3,7 @@
 # benchstat tables plus the raw Go benchmark lines. Usage:
 #
 #   bench/report.sh [RUNS] > report.txt        # RUNS per scenario, default 3
+#   only='protocol' bench/report.sh 3         # only the lines of scenarios matching an ERE
 #
 # Builds bin/webpubsub and the gorilla baseline (bench/baseline), then for each scenario
 # starts a fresh server on 127.0.0.1:0, runs one bench, stops the server, RUNS times.
@@ -16,9 +17,20 @@
 #     an echo bench on hub "slow" has an upstream that takes 2 s per event. The fan-out
 #     lines are labelled slowupstream=none and slowupstream=2s, so benchstat puts them side
 #     by side; the echo run of the pair is reported too (as Echo/.../delay=2s).
+#
+# The protocol scenarios (issue 5) run the idle hold with reliable connections
+# (--protocol json.reliable) and the 10 000-member fan-out once per client protocol (json,
+# json.reliable, protobuf, protobuf.reliable). Every line carries protocol=..., and two
+# extra benchstat tables put the protocols side by side (-col /protocol, json first, so
+# each delta is against plain JSON): memory per idle connection, and for the fan-out the
+# server's CPU per delivery and p99. The issue's target is a reliable member at most 1.3x
+# a plain one per delivery: (1 + delta) of json.reliable's cpu-s/Mdeliveries.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs=${1:-3}
+# only: an extended regexp; when set, only the scenarios whose line below matches it run,
+# and the slow-upstream pair only when it matches "slowupstream".
+only=${only:-}
 key=benchKEYbenchKEYbenchKEYbenchKEYbenchKEY0123
 upstream=127.0.0.1:${upstream_port:-18081}
 out=$(mktemp -d)
@@ -92,8 +104,12 @@ slow_pair() {
 
 scenarios=(
   "webpubsub idle    --conns 19000 --hold 10s"
+  "webpubsub idle    --conns 19000 --hold 10s --protocol json.reliable"
   "webpubsub connect --conns 19000 --concurrency 200"
   "webpubsub fanout  --members 10000 --messages 50 --rate 5 --size 64"
+  "webpubsub fanout  --members 10000 --messages 50 --rate 5 --size 64 --protocol json.reliable"
+  "webpubsub fanout  --members 10000 --messages 50 --rate 5 --size 64 --protocol protobuf"
+  "webpubsub fanout  --members 10000 --messages 50 --rate 5 --size 64 --protocol protobuf.reliable"
   "baseline  fanout  --members 10000 --messages 50 --rate 5 --size 64"
   "webpubsub fanout  --members 10000 --messages 50 --rate 5 --size 64 --publisher client"
   "webpubsub chat    --groups 500 --members-per-group 10 --messages 5 --rate 1 --size 64"
@@ -101,16 +117,32 @@ scenarios=(
 )
 for r in $(seq "$runs"); do
   for s in "${scenarios[@]}"; do
+    [ -z "$only" ] || grep -Eq -- "$only" <<<"$s" || continue
     echo ">> run $r/$runs: $s" >&2
     # shellcheck disable=SC2086
     one $s >>"$out/all.bench"
   done
-  echo ">> run $r/$runs: fan-out on hub fast, alone and beside a 2 s upstream on hub slow" >&2
-  slow_pair >>"$out/all.bench"
+  if [ -z "$only" ] || grep -Eq -- "$only" <<<slowupstream; then
+    echo ">> run $r/$runs: fan-out on hub fast, alone and beside a 2 s upstream on hub slow" >&2
+    slow_pair >>"$out/all.bench"
+  fi
 done
 
 echo '```'
 $benchstat -filter '.unit:(bytes/conn OR handshakes/s OR deliveries/s OR roundtrips/s OR ratio OR p50-sec OR p99-sec OR p999-sec OR max-sec OR upstream-p99-sec OR cpu-s/Mdeliveries OR cpu-us/roundtrip OR server-cpu-s OR bench-cpu-s OR parent-cpu-s OR worker-cpu-s OR failures)' \
+  "$out/all.bench" | grep -v 'need >= 6\|summaries must\|^$'
+echo '```'
+echo
+echo 'By protocol (each column against protocol=json): idle memory per connection, and the'
+echo '10 000-member fan-out through REST: server CPU per million deliveries and latency.'
+echo
+echo '```'
+bycol='/protocol@(json json.reliable protobuf protobuf.reliable)'
+$benchstat -col "$bycol" -filter '.name:WebpubsubIdle .unit:bytes/conn' "$out/all.bench" |
+  grep -v 'need >= 6\|summaries must\|^$'
+echo
+$benchstat -col "$bycol" \
+  -filter '.name:WebpubsubFanout /members:10000 /publisher:rest .unit:(cpu-s/Mdeliveries OR p50-sec OR p99-sec OR deliveries/s OR ratio OR seqacks/delivery)' \
   "$out/all.bench" | grep -v 'need >= 6\|summaries must\|^$'
 echo '```'
 echo

@@ -33,6 +33,7 @@ func (o *Options) workerConfig(planned time.Duration) workerConfig {
 	return workerConfig{
 		Service: o.Service, Hub: o.Hub, HandshakeTimeout: o.HandshakeTimeout,
 		LoopbackSources: o.LoopbackSources, Lifetime: lifetime(o, planned),
+		Protocol: o.Protocol,
 	}
 }
 
@@ -106,18 +107,43 @@ func (rn *run) finish(ctx context.Context, extra map[string]int64) error {
 	reps, err := rn.p.stop(ctx)
 	rn.r.Failures = finalFailures(reps)
 	addCounts(rn.r.Failures, extra)
-	var dropped int64
+	var dropped, seqAcks, seqGaps, unsequenced int64
 	for _, rep := range reps {
 		dropped += rep.Dropped
+		seqAcks += rep.SeqAcks
+		seqGaps += rep.SeqGaps
+		unsequenced += rep.Unsequenced
 	}
 	if dropped > 0 {
 		rn.r.notef("%d connections were dropped by the server", dropped)
+	}
+	if rn.o.proto.reliable {
+		rn.reportSequence(seqAcks, seqGaps, unsequenced)
 	}
 	rn.r.metric("failures", float64(rn.r.FailureTotal()), "failures")
 	rn.r.metric("bench CPU, whole run (self and workers)", (selfAndChildrenCPU() - rn.selfStart).Seconds(), "bench-total-cpu-s")
 	rn.r.metric("worker processes", float64(len(rn.p.workers)), "workers")
 	rn.r.Elapsed = time.Since(rn.r.Started)
 	return err
+}
+
+// reportSequence adds, on the reliable subprotocols, the sequenceAck frames the clients
+// wrote over the whole run (per delivery when the scenario counts deliveries), and notes
+// sequence ids that break client-protocol.md §7.2.
+func (rn *run) reportSequence(acks, gaps, unsequenced int64) {
+	r := rn.r
+	r.metric("sequenceAck frames sent", float64(acks), "seqacks")
+	for _, m := range r.Metrics {
+		if m.Unit == "deliveries" && m.Value > 0 {
+			r.metric("sequenceAck frames per delivery", float64(acks)/m.Value, "seqacks/delivery")
+		}
+	}
+	if gaps > 0 {
+		r.notef("%d messages had a sequenceId other than the previous one + 1", gaps)
+	}
+	if unsequenced > 0 {
+		r.notef("%d messages had no sequenceId", unsequenced)
+	}
 }
 
 // selfAndChildrenCPU is this process's CPU plus that of its children already waited for.
@@ -156,6 +182,7 @@ func RunConnect(ctx context.Context, cfg ConnectConfig) (*Result, error) {
 	r := &Result{Name: "Connect", Started: time.Now()}
 	r.param("conns", cfg.Conns)
 	r.param("concurrency", cfg.Concurrency)
+	r.param("protocol", cfg.Protocol)
 
 	server0, serverErr := serverCPU(&cfg.Options)
 	rn, err := start(ctx, &cfg.Options, r, cfg.workerConfig(0), cfg.Conns)
@@ -211,6 +238,7 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*Result, error) {
 	defer cancel()
 	r := &Result{Name: "Idle", Started: time.Now()}
 	r.param("conns", cfg.Conns)
+	r.param("protocol", cfg.Protocol)
 	before, err := readStatus(cfg.pid())
 	if err != nil {
 		return nil, err

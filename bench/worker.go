@@ -40,6 +40,9 @@ type workerConfig struct {
 	// Plain makes plain WebSocket clients (no subprotocol) whose publish plan sends echo
 	// payloads and who count the echoes they receive (echo).
 	Plain bool `json:"plain,omitempty"`
+	// Protocol is the subprotocol of the clients that are not plain, one of Protocols;
+	// empty means json.
+	Protocol string `json:"protocol,omitempty"`
 	// Lifetime bounds the worker's whole run, whatever the parent says.
 	Lifetime time.Duration `json:"lifetime_ns"`
 }
@@ -116,6 +119,12 @@ type workerReport struct {
 	Nacked    int64            `json:"nacked"`
 	Unparsed  int64            `json:"unparsed,omitempty"`
 	Misrouted int64            `json:"misrouted,omitempty"`
+	// SeqAcks, SeqGaps and Unsequenced count, on the reliable subprotocols, the
+	// sequenceAck frames written, the messages whose sequenceId was not the previous + 1,
+	// and the messages without one.
+	SeqAcks     int64 `json:"seq_acks,omitempty"`
+	SeqGaps     int64 `json:"seq_gaps,omitempty"`
+	Unsequenced int64 `json:"unsequenced,omitempty"`
 	// FirstDialNs and LastUpNs (unix ns) bound the ramp.
 	FirstDialNs int64 `json:"first_dial_ns,omitempty"`
 	LastUpNs    int64 `json:"last_up_ns,omitempty"`
@@ -214,6 +223,7 @@ func (w *worker) counts(typ string) workerReport {
 	r := workerReport{Type: typ}
 	if w.f != nil {
 		r.Up, r.Connected, r.Dropped, r.Failed = w.f.up.Load(), w.f.connected.Load(), w.f.dropped.Load(), w.f.failed()
+		r.SeqAcks, r.SeqGaps, r.Unsequenced = w.f.seqAcks.Load(), w.f.seqGaps.Load(), w.f.unsequenced.Load()
 	}
 	r.Received, r.Acked, r.Nacked, r.Unparsed = w.rv.received.Load(), w.rv.acked.Load(), w.rv.nacked.Load(), w.rv.unparsed.Load()
 	r.Misrouted = w.rv.misrouted.Load()
@@ -228,6 +238,11 @@ func (w *worker) run(ctx context.Context, cmds <-chan workerCommand) error {
 	if err := checkFileLimit(cfg.Conns); err != nil {
 		return err
 	}
+	proto, err := parseProtocol(cfg.Protocol)
+	if err != nil {
+		return err
+	}
+	w.rv.proto = proto
 	onMessage := w.rv.onMessage
 	if cfg.Plain {
 		onMessage = w.rv.onEcho
@@ -236,7 +251,7 @@ func (w *worker) run(ctx context.Context, cmds <-chan workerCommand) error {
 		svc: cfg.Service, hub: cfg.Hub, first: cfg.First, conns: cfg.Conns,
 		concurrency: cfg.Concurrency, handshakeTimeout: cfg.HandshakeTimeout,
 		loopbackSources: cfg.LoopbackSources, groupOf: cfg.groupOf, roles: cfg.Roles,
-		plain: cfg.Plain, onMessage: onMessage,
+		proto: proto, plain: cfg.Plain, onMessage: onMessage,
 	})
 	if err != nil {
 		return err
@@ -352,7 +367,7 @@ func (w *worker) publish(ctx context.Context, p *publishPlan) {
 			if w.cfg.Plain {
 				frame = echoFrame(now, k, cl.idx, p.SizeBytes)
 			} else {
-				frame = sendToGroupFrame(cl.group, now, k, p.SizeBytes, k+1)
+				frame = sendToGroupFrame(w.rv.proto, cl.group, now, k, p.SizeBytes, k+1)
 			}
 			if c.AsyncWrite(frame, nil) == nil {
 				w.sent.Add(1)

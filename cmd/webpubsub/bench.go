@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/webpubsub/webpubsub/bench"
@@ -15,10 +16,12 @@ import (
 )
 
 const benchUsage = `usage:
-  webpubsub bench idle    --server-pid PID [--conns N] [--hold 10s] [common flags]
-  webpubsub bench connect [--conns N] [--concurrency C] [--server-pid PID] [common flags]
-  webpubsub bench fanout  [--members N] [--messages M] [--rate R] [--size B] [--publisher rest|client] [common flags]
-  webpubsub bench chat    [--groups G] [--members-per-group K] [--messages M] [--rate R] [--size B] [common flags]
+  webpubsub bench idle    --server-pid PID [--conns N] [--hold 10s] [--protocol P] [common flags]
+  webpubsub bench connect [--conns N] [--concurrency C] [--server-pid PID] [--protocol P] [common flags]
+  webpubsub bench fanout  [--members N] [--messages M] [--rate R] [--size B] [--publisher rest|client]
+                          [--protocol P] [common flags]
+  webpubsub bench chat    [--groups G] [--members-per-group K] [--messages M] [--rate R] [--size B]
+                          [--protocol P] [common flags]
   webpubsub bench echo    [--conns N] [--messages M] [--rate R] [--size B] [--upstream-listen ADDR]
                           [--upstream-delay D] [--print-config] [common flags]
 
@@ -36,6 +39,12 @@ Load-tests a running server over real sockets:
            latency p50/p99/p999/max, the way in (client to upstream), server CPU per round
            trip, and the events the upstream received. --upstream-delay makes it a slow
            upstream (for fanout on another hub meanwhile). See "webpubsub bench echo --help".
+
+--protocol is the subprotocol of the idle, connect, fanout and chat clients: json (the
+default), json.reliable, protobuf or protobuf.reliable. Reliable clients acknowledge the
+highest sequenceId they have seen once a second when it changed, and at once when it is
+more than 300 past the last acknowledgement, as the JS SDK does. Benchmark names carry
+protocol=P, so benchstat can put the protocols side by side (-col /protocol).
 
 The clients run on gnet event loops in worker processes (this binary, re-executed), at
 most --conns-per-worker connections each, so no process passes the open-file limit
@@ -109,6 +118,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 
 	var run func(context.Context) (*bench.Result, error)
 	var printConfig func() int
+	switch scenario {
+	case "idle", "connect", "fanout", "chat":
+		fs.StringVar(&o.Protocol, "protocol", bench.ProtocolJSON, "client subprotocol: "+strings.Join(bench.Protocols, ", "))
+	}
 	switch scenario {
 	case "idle":
 		var c bench.IdleConfig

@@ -31,3 +31,21 @@ func TestBenchEchoPrintConfig(t *testing.T) {
 		t.Fatalf("port 0: exit %d, want %d", code, exitUsage)
 	}
 }
+
+// TestBenchProtocolFlag: --protocol belongs to the subprotocol scenarios, and a value the
+// bench does not speak is a usage error before anything connects.
+func TestBenchProtocolFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"fanout", "--protocol", "xml", "--connection-string", "Endpoint=http://127.0.0.1:1;AccessKey=k;"}, exitUsage},
+		{[]string{"echo", "--protocol", "json.reliable"}, exitUsage}, // plain clients: no such flag
+		{[]string{"chat", "--protocol", "protobuf.reliable", "--help"}, exitOK},
+	} {
+		var out, errOut strings.Builder
+		if code := benchCmd(tc.args, &out, &errOut); code != tc.code {
+			t.Errorf("%v: exit %d, want %d: %s", tc.args, code, tc.code, errOut.String())
+		}
+	}
+}
