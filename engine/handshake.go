@@ -323,10 +323,12 @@ func (c *conn) recoverConn(head []byte, h *fasthttp.RequestHeader, hubName, id, 
 		_ = c.gc.Close()
 		return
 	}
-	if !a.rel.recover(c, resp) {
+	out, ok := a.rel.recover(c, resp)
+	if !ok {
 		c.refuseRecovery(head, h, hubName)
 		return
 	}
+	_, _ = c.gc.Write(out)
 	c.debug("recovered", "conn", id)
 }
 

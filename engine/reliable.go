@@ -76,21 +76,20 @@ func (r *reliable) send(encode func(seq uint64) []byte, on *loop) {
 		r.terminate(closeSlowClient, "SlowClient: the reliable buffer of unacknowledged messages overflowed")
 		return
 	}
-	if sock := r.sock; sock != nil {
-		r.writeLocked(sock, frame, on)
+	sock := r.sock
+	direct := sock != nil && on == sock.lp && sock.asyncPending.Load() == 0
+	if sock != nil && !direct {
+		// Off the socket's loop: AsyncWrite only queues, and queueing under r.mu keeps
+		// the loop's queue in sequence order.
+		sock.asyncWrite(frame)
 	}
 	r.mu.Unlock()
-}
-
-// writeLocked writes frame to sock: directly when running on sock's loop with
-// nothing queued ahead, else through AsyncWrite, whose per-loop queue keeps the
-// order in which r.mu handed out sequence ids.
-func (r *reliable) writeLocked(sock *conn, frame []byte, on *loop) {
-	if on == sock.lp && sock.asyncPending.Load() == 0 {
+	if direct {
+		// On the socket's own loop with nothing queued: write now, outside r.mu,
+		// because a failed write closes the socket synchronously and OnClose takes
+		// r.mu. Nothing can overtake it: other senders queue behind this callback.
 		sock.write(frame)
-		return
 	}
-	sock.asyncWrite(frame)
 }
 
 // ack trims the buffer up to seq (client-protocol.md §7.3): acks at or below the
@@ -189,12 +188,14 @@ func (r *reliable) finalize(reason string) {
 
 // recover attaches a new socket to a detached (or still attached, but replaced)
 // logical connection and redelivers every unacknowledged message in order
-// (§7.5 steps 3-5). It runs on nc's loop; resp already holds the 101 response.
-func (r *reliable) recover(nc *conn, resp []byte) bool {
+// (§7.5 steps 3-5). It runs on nc's loop; resp already holds the 101 response. It
+// returns what nc must write: the caller writes it after r.mu is released (see
+// send), and other senders can only queue behind it on this loop.
+func (r *reliable) recover(nc *conn, resp []byte) ([]byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ended {
-		return false
+		return nil, false
 	}
 	if old := r.sock; old != nil && old != nc {
 		// The old socket is still open (the client saw the drop first): it is
@@ -221,6 +222,5 @@ func (r *reliable) recover(nc *conn, resp []byte) bool {
 	for _, f := range r.unacked {
 		resp = append(resp, f.frame...)
 	}
-	_, _ = nc.gc.Write(resp)
-	return true
+	return resp, true
 }
