@@ -25,7 +25,6 @@
 package engine_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -142,52 +141,8 @@ type reliableLine struct {
 // server and the proxy, and serves the script's control requests until it exits.
 func runReliableScenario(t *testing.T, sdk string, sc reliableScenario) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
-	defer cancel() // also kills node if a Fatal below ends the test early
-	cmd := exec.CommandContext(ctx, "node", "reliable.mjs", sc.name)
-	cmd.Dir = sdk
-	cmd.Env = os.Environ()
-	for k, v := range sc.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var mu sync.Mutex
-	var stderr bytes.Buffer
-	cmd.Stderr = &lockedWriter{mu: &mu, w: &stderr}
-	stderrText := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return stderr.String()
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	lines := make(chan []byte, 64)
-	waited := false
-	t.Cleanup(func() {
-		if waited {
-			return
-		}
-		cancel() // kills node after an early Fatal
-		for range lines {
-		}
-		_ = cmd.Wait()
-	})
-	go func() {
-		defer close(lines)
-		s := bufio.NewScanner(stdout)
-		s.Buffer(make([]byte, 64*1024), 4*1024*1024)
-		for s.Scan() {
-			lines <- bytes.Clone(s.Bytes())
-		}
-	}()
+	n := startNode(t, sdk, sc.env, "reliable.mjs", sc.name)
+	ctx, stdin, lines, stderrText := n.ctx, n.stdin, n.lines, n.stderrText
 	reply := func(v any) {
 		b, _ := json.Marshal(v)
 		if _, err := stdin.Write(append(b, '\n')); err != nil {
@@ -203,8 +158,7 @@ func runReliableScenario(t *testing.T, sdk string, sc reliableScenario) {
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				err := cmd.Wait()
-				waited = true
+				err := n.wait()
 				t.Fatalf("%s: node exited before printing its port (%v)\nstderr:\n%s", sc.name, err, stderrText())
 			}
 			var o reliableLine
@@ -244,8 +198,7 @@ func runReliableScenario(t *testing.T, sdk string, sc reliableScenario) {
 			t.Logf("node: %s", line)
 		}
 	}
-	waitErr := cmd.Wait()
-	waited = true
+	waitErr := n.wait()
 	if ctx.Err() != nil {
 		t.Fatalf("%s: node did not finish within %v\nstderr:\n%s", sc.name, scenarioTimeout, stderrText())
 	}

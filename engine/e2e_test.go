@@ -569,3 +569,70 @@ func judgeScenario(t *testing.T, name string, summary *observation, checks int, 
 		t.Errorf("%s: the scenario made no passing check", name)
 	}
 }
+
+// nodeScript is a running `node SCRIPT ARGS…` in the SDK directory: its stdout as
+// lines, its stdin, and its stderr kept for failure messages. It is killed at the
+// end of the test if the test did not wait for it.
+type nodeScript struct {
+	ctx    context.Context
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan []byte
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	waited bool
+}
+
+func startNode(t *testing.T, dir string, env map[string]string, args ...string) *nodeScript {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
+	n := &nodeScript{ctx: ctx, lines: make(chan []byte, 64)}
+	n.cmd = exec.CommandContext(ctx, "node", args...)
+	n.cmd.Dir = dir
+	n.cmd.Env = os.Environ()
+	for k, v := range env {
+		n.cmd.Env = append(n.cmd.Env, k+"="+v)
+	}
+	n.cmd.Stderr = &lockedWriter{mu: &n.mu, w: &n.stderr}
+	var err error
+	if n.stdin, err = n.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := n.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start node: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel() // kills node after an early Fatal
+		if !n.waited {
+			for range n.lines {
+			}
+			_ = n.cmd.Wait()
+		}
+	})
+	go func() {
+		defer close(n.lines)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+		for sc.Scan() {
+			n.lines <- bytes.Clone(sc.Bytes())
+		}
+	}()
+	return n
+}
+
+func (n *nodeScript) stderrText() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stderr.String()
+}
+
+// wait waits for node to exit.
+func (n *nodeScript) wait() error {
+	n.waited = true
+	return n.cmd.Wait()
+}

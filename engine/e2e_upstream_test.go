@@ -14,7 +14,6 @@
 package engine_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -25,7 +24,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -133,52 +131,8 @@ type upstreamObservation struct {
 // every failed check.
 func runUpstreamScenario(t *testing.T, sdk, name string, env map[string]string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
-	defer cancel() // also kills node if a Fatal below ends the test early
-	cmd := exec.CommandContext(ctx, "node", "upstream.mjs", name)
-	cmd.Dir = sdk
-	cmd.Env = os.Environ()
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var mu sync.Mutex
-	var stderr bytes.Buffer
-	cmd.Stderr = &lockedWriter{mu: &mu, w: &stderr}
-	stderrText := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return stderr.String()
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	lines := make(chan []byte, 64)
-	waited := false
-	t.Cleanup(func() {
-		if waited {
-			return
-		}
-		cancel() // kills node after an early Fatal
-		for range lines {
-		}
-		_ = cmd.Wait()
-	})
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-		for sc.Scan() {
-			lines <- bytes.Clone(sc.Bytes())
-		}
-	}()
+	n := startNode(t, sdk, env, "upstream.mjs", name)
+	ctx, stdin, lines, stderrText := n.ctx, n.stdin, n.lines, n.stderrText
 
 	// 1. The app's port.
 	port := 0
@@ -188,8 +142,7 @@ func runUpstreamScenario(t *testing.T, sdk, name string, env map[string]string) 
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				err := cmd.Wait()
-				waited = true
+				err := n.wait()
 				t.Fatalf("%s: node exited before printing its port (%v)\nstderr:\n%s", name, err, stderrText())
 			}
 			var o upstreamObservation
@@ -229,8 +182,7 @@ func runUpstreamScenario(t *testing.T, sdk, name string, env map[string]string) 
 			t.Logf("node: %s", line)
 		}
 	}
-	waitErr := cmd.Wait()
-	waited = true
+	waitErr := n.wait()
 	if ctx.Err() != nil {
 		t.Fatalf("%s: node did not finish within %v\nstderr:\n%s", name, scenarioTimeout, stderrText())
 	}
