@@ -25,17 +25,13 @@
 package engine_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -89,36 +85,11 @@ func TestE2EReliable(t *testing.T) {
 			t.Fatalf("%s is not installed in %s/node_modules: run `make npm-deps`", pkg, sdk)
 		}
 	}
-	checkReliableList(t, sdk)
+	checkScriptList(t, sdk, "reliable.mjs", scenarioNames(reliableScenarios, func(sc reliableScenario) string { return sc.name }))
 	for _, sc := range reliableScenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			runReliableScenario(t, sdk, sc)
 		})
-	}
-}
-
-// checkReliableList compares reliableScenarios with the scenarios reliable.mjs defines.
-func checkReliableList(t *testing.T, sdk string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "reliable.mjs", "--list")
-	cmd.Dir = sdk
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node reliable.mjs --list: %v\n%s", err, exitStderr(err))
-	}
-	var listed, ours []string
-	if err := json.Unmarshal(bytes.TrimSpace(out), &listed); err != nil {
-		t.Fatalf("node reliable.mjs --list printed %q: %v", out, err)
-	}
-	for _, sc := range reliableScenarios {
-		ours = append(ours, sc.name)
-	}
-	slices.Sort(listed)
-	slices.Sort(ours)
-	if !slices.Equal(listed, ours) {
-		t.Fatalf("scenario lists differ:\n  reliable.mjs:      %v\n  reliableScenarios: %v\nadd the scenario to reliableScenarios in e2e_reliable_test.go", listed, ours)
 	}
 }
 

@@ -160,7 +160,7 @@ func TestE2EJSONProtocol(t *testing.T) {
 
 func runScenarios(t *testing.T, reliable bool, env map[string]string) {
 	sdk := requireNode(t)
-	checkScenarioList(t, sdk)
+	checkScriptList(t, sdk, "scenarios.mjs", scenarioNames(e2eScenarios, func(sc e2eScenario) string { return sc.name }))
 	for _, sc := range e2eScenarios {
 		if sc.reliableOnly && !reliable {
 			continue
@@ -232,30 +232,35 @@ func requireNode(t *testing.T) string {
 	return sdk
 }
 
-// checkScenarioList compares e2eScenarios with the scenarios the script defines.
-func checkScenarioList(t *testing.T, sdk string) {
+// checkScriptList compares the scenario names a script prints with `--list` with
+// ours, so a scenario cannot be added to a script and silently never run.
+func checkScriptList(t *testing.T, sdk, script string, ours []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "scenarios.mjs", "--list")
+	cmd := exec.CommandContext(ctx, "node", script, "--list")
 	cmd.Dir = sdk
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("node scenarios.mjs --list: %v\n%s", err, exitStderr(err))
+		t.Fatalf("node %s --list: %v\n%s", script, err, exitStderr(err))
 	}
 	var listed []string
 	if err := json.Unmarshal(bytes.TrimSpace(out), &listed); err != nil {
-		t.Fatalf("node scenarios.mjs --list printed %q: %v", out, err)
+		t.Fatalf("node %s --list printed %q: %v", script, out, err)
 	}
-	var ours []string
-	for _, sc := range e2eScenarios {
-		ours = append(ours, sc.name)
-	}
-	slices.Sort(listed)
-	slices.Sort(ours)
+	listed, ours = slices.Sorted(slices.Values(listed)), slices.Sorted(slices.Values(ours))
 	if !slices.Equal(listed, ours) {
-		t.Fatalf("scenario lists differ:\n  scenarios.mjs: %v\n  e2eScenarios:  %v\nadd the scenario to e2eScenarios in e2e_test.go", listed, ours)
+		t.Fatalf("scenario lists differ:\n  %s: %v\n  the Go table: %v\nadd the scenario to the table beside its runner", script, listed, ours)
 	}
+}
+
+// scenarioNames lists the name of every element of a scenario table.
+func scenarioNames[S any](table []S, name func(S) string) []string {
+	out := make([]string, len(table))
+	for i, sc := range table {
+		out[i] = name(sc)
+	}
+	return out
 }
 
 func exitStderr(err error) string {
