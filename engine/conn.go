@@ -266,13 +266,6 @@ func frameOp(k wsproto.Kind) ws.OpCode {
 	return ws.OpText
 }
 
-// writeText encodes body as one text frame through the loop scratch buffer.
-func (c *conn) writeText(body []byte) {
-	buf := wsproto.AppendFrame(c.lp.scratch[:0], ws.OpText, body)
-	c.write(buf)
-	c.lp.scratch = buf[:0]
-}
-
 // ackWindow remembers the ackIds a connection used, bounded to the most recent
 // maxAckIDs (client-protocol.md §5.4 duplicate detection).
 type ackWindow struct {

@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -224,9 +222,6 @@ func jsonEq(t *testing.T, got map[string]any, want string) {
 		t.Fatalf("got  %s\nwant %s", g, wb)
 	}
 }
-
-var _ = fmt.Sprintf
-var _ = strings.Contains
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)

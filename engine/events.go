@@ -200,6 +200,6 @@ func (c *conn) writeInvokeResponse(id string, res upstream.EventResult, errName,
 		}
 		b = append(b, '}')
 	}
-	c.writeText(b)
+	c.writeMsg(b) // invoke exists only in the JSON subprotocols
 	c.lp.body = b[:0]
 }

@@ -194,7 +194,7 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	if ctx.Request.Header.IsHead() {
 		ctx.Response.SkipBody = true
 	}
-	out := appendResponse(nil, &ctx.Response)
+	out := responseBytes(&ctx.Response)
 	after, _ := ctx.UserValue(afterResponseKey).(func())
 	ctx.ResetUserValues()
 	ctx.Request.Reset()
@@ -221,11 +221,11 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	})
 }
 
-// appendResponse serialises a fasthttp response (head and body).
-func appendResponse(dst []byte, r *fasthttp.Response) []byte {
+// responseBytes serialises a fasthttp response (head and body).
+func responseBytes(r *fasthttp.Response) []byte {
 	var b bytes.Buffer
 	_, _ = r.WriteTo(&b)
-	return append(dst, b.Bytes()...)
+	return b.Bytes()
 }
 
 // replyError writes an ErrorDetail response from the loop (rest-api.md §1.5).
@@ -235,7 +235,7 @@ func (c *conn) replyError(status int, code, message string, closeConn bool) {
 	if closeConn {
 		r.SetConnectionClose()
 	}
-	_, _ = c.gc.Write(appendResponse(nil, &r))
+	_, _ = c.gc.Write(responseBytes(&r))
 	if closeConn {
 		c.state = stateClosed
 		_ = c.gc.Close()
@@ -250,7 +250,7 @@ func (c *conn) replyStatus(status int, body string) {
 	r.Header.SetContentType("text/plain; charset=utf-8")
 	r.SetBodyString(body)
 	r.SetConnectionClose()
-	_, _ = c.gc.Write(appendResponse(nil, &r))
+	_, _ = c.gc.Write(responseBytes(&r))
 	c.state = stateClosed
 	_ = c.gc.Close()
 }

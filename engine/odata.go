@@ -472,50 +472,36 @@ func (p *odataParser) needBool(i int32, what string) error {
 
 // parseOr: orExpr = andExpr { "or" andExpr }.
 func (p *odataParser) parseOr() (int32, error) {
-	l, err := p.parseAnd()
-	if err != nil {
-		return 0, err
-	}
-	for p.tok.isWord("or") {
-		if err := p.next(); err != nil {
-			return 0, err
-		}
-		r, err := p.parseAnd()
-		if err != nil {
-			return 0, err
-		}
-		if err := p.needBool(l, "or"); err != nil {
-			return 0, err
-		}
-		if err := p.needBool(r, "or"); err != nil {
-			return 0, err
-		}
-		l = p.add(odataNode{op: odataOpOr, typ: odataTyBool, start: p.nodes[l].start, a: l, b: r})
-	}
-	return l, nil
+	return p.parseChain("or", odataOpOr, p.parseAnd)
 }
 
 // parseAnd: andExpr = cmpExpr { "and" cmpExpr }.
 func (p *odataParser) parseAnd() (int32, error) {
-	l, err := p.parseCmp()
+	return p.parseChain("and", odataOpAnd, p.parseCmp)
+}
+
+// parseChain parses operand { word operand } for the boolean operator word, left
+// associative, both sides checked to be booleans.
+func (p *odataParser) parseChain(word string, op odataOp, operand func() (int32, error)) (int32, error) {
+	l, err := operand()
 	if err != nil {
 		return 0, err
 	}
-	for p.tok.isWord("and") {
+	for p.tok.isWord(word) {
 		if err := p.next(); err != nil {
 			return 0, err
 		}
-		r, err := p.parseCmp()
+		r, err := operand()
 		if err != nil {
 			return 0, err
 		}
-		if err := p.needBool(l, "and"); err != nil {
+		if err := p.needBool(l, word); err != nil {
 			return 0, err
 		}
-		if err := p.needBool(r, "and"); err != nil {
+		if err := p.needBool(r, word); err != nil {
 			return 0, err
 		}
-		l = p.add(odataNode{op: odataOpAnd, typ: odataTyBool, start: p.nodes[l].start, a: l, b: r})
+		l = p.add(odataNode{op: op, typ: odataTyBool, start: p.nodes[l].start, a: l, b: r})
 	}
 	return l, nil
 }
