@@ -22,6 +22,8 @@ type outMessage struct {
 
 	skip     *registry.Conn      // noEcho: the publisher
 	excluded map[string]struct{} // REST `excluded` connection ids
+	filter   *Filter             // REST `filter`; nil means every connection
+	target   *connTarget         // evaluates filter; set with it
 
 	pubsubFrame []byte // text frame with the JSON envelope
 	protoFrame  []byte // binary frame with the protobuf DownstreamMessage
@@ -39,7 +41,16 @@ func (m *outMessage) wanted(rc *registry.Conn) bool {
 			return false
 		}
 	}
-	return true
+	return m.filter == nil || m.target.match(m.filter, rc)
+}
+
+// setFilter makes the message go only to connections that match f (nil: all).
+// The filter is evaluated by deliver, one connection at a time.
+func (m *outMessage) setFilter(f *Filter) {
+	m.filter = f
+	if f != nil {
+		m.target = new(connTarget)
+	}
 }
 
 func (m *outMessage) encode(json, proto, simple bool) {

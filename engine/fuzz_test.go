@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// FuzzMatchRoute: any escaped path and method routes without panicking, and a
-// matched route always has a hub.
+// FuzzMatchRoute: any escaped path and method routes without panicking; a
+// matched route always has a hub, and exactly one of an operation and an Allow
+// list.
 func FuzzMatchRoute(f *testing.F) {
 	for _, p := range []string{
 		"/api/hubs/chat/:send", "/api/hubs/chat/users/user%2F1%20x/:send",
@@ -16,9 +17,12 @@ func FuzzMatchRoute(f *testing.F) {
 		f.Add(p, "POST")
 	}
 	f.Fuzz(func(t *testing.T, path, method string) {
-		rt, _, found := matchRoute(path, method)
+		rt, allow, found := matchRoute(path, method)
 		if found && rt.hub == "" {
 			t.Fatalf("route %q matched with no hub", path)
+		}
+		if found && (rt.op == "") == (allow == "") {
+			t.Fatalf("route %q %s: op %q, allow %q", path, method, rt.op, allow)
 		}
 	})
 }

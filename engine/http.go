@@ -13,10 +13,6 @@ import (
 
 var headEnd = []byte("\r\n\r\n")
 
-// readerPool holds bufio.Readers that wrap fully buffered bytes, so fasthttp's
-// blocking parsers never wait: they see EOF instead.
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-
 // onHTTP handles the bytes of a connection that has not been upgraded: it waits for
 // a whole request head (never parsing a partial one), then routes it to the
 // WebSocket handshake or to the REST API.
@@ -36,11 +32,11 @@ func (c *conn) onHTTP() {
 	}
 	headLen := end + len(headEnd)
 	var h fasthttp.RequestHeader
-	br := readerPool.Get().(*bufio.Reader)
+	br := c.srv.readers.Get().(*bufio.Reader)
 	br.Reset(bytes.NewReader(buf[:headLen]))
 	err := h.Read(br)
 	br.Reset(nil)
-	readerPool.Put(br)
+	c.srv.readers.Put(br)
 	if err != nil {
 		c.srv.log.Warn("http: malformed request head", "remote", c.remote(), "err", err)
 		c.replyError(400, "Error.BadRequest", "malformed HTTP request", true)
@@ -101,7 +97,7 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 	switch cl := h.ContentLength(); {
 	case cl > limit:
 		c.srv.log.Warn("rest: body too large", "bytes", cl, "limit_bytes", limit)
-		c.replyError(413, "Error.PayloadTooLarge", "request body exceeds "+strconv.Itoa(limit)+" bytes", true)
+		c.rejectLargeBody(h, limit)
 		return
 	case cl > 0:
 		total += cl
@@ -112,7 +108,8 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 		n, ok := chunkedEnd(buf[headLen:])
 		if !ok {
 			if len(buf)-headLen > limit+limit/8 {
-				c.replyError(413, "Error.PayloadTooLarge", "request body exceeds "+strconv.Itoa(limit)+" bytes", true)
+				c.srv.log.Warn("rest: chunked body too large", "limit_bytes", limit)
+				c.rejectLargeBody(h, limit)
 			}
 			return
 		}
@@ -128,6 +125,25 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 		c.srv.log.Warn("rest: worker queue full, answering 503")
 		c.replyError(503, "Error.ServiceUnavailable", "server busy, retry later", false)
 	}
+}
+
+// rejectLargeBody answers a request whose body is over the limit without reading
+// it, and closes. The route and token are still checked first, so the answer is
+// the one rest-api.md §4's order gives: 404/405, 401, then 413.
+func (c *conn) rejectLargeBody(h *fasthttp.RequestHeader, limit int) {
+	f := &restFailure{status: 413, code: "Error.PayloadTooLarge", message: "request body exceeds " + strconv.Itoa(limit) + " bytes"}
+	escPath, _, _ := strings.Cut(string(h.RequestURI()), "?")
+	if p := strings.TrimPrefix(escPath, c.srv.cfg.BasePath); p != "/api/health" && p != "/api/health/" {
+		if _, early := c.srv.routeAndAuth(string(h.Method()), escPath, h.Peek("Authorization")); early != nil {
+			f = early
+		}
+	}
+	var r fasthttp.Response
+	f.write(&r)
+	r.SetConnectionClose()
+	_, _ = c.gc.Write(responseBytes(&r))
+	c.state = stateClosed
+	_ = c.gc.Close()
 }
 
 // chunkedEnd reports how many bytes a complete chunked body occupies.
@@ -174,11 +190,11 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	ctx := ctxPool.Get().(*fasthttp.RequestCtx)
 	ctx.Request.Reset()
 	ctx.Response.Reset()
-	br := readerPool.Get().(*bufio.Reader)
+	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(bytes.NewReader(raw))
 	err := ctx.Request.ReadLimitBody(br, s.cfg.Limits.MaxMessageBytes)
 	br.Reset(nil)
-	readerPool.Put(br)
+	s.readers.Put(br)
 	closeConn := false
 	if err != nil {
 		s.log.Warn("rest: malformed request", "err", err)
@@ -274,6 +290,28 @@ func writeError(r *fasthttp.Response, status int, code, message string) {
 	b = appendJSONString(b, message)
 	b = append(b, '}')
 	r.SetBodyRaw(b)
+}
+
+// writeErrorDetail is writeError with the optional ErrorDetail members: target (the
+// offending parameter) and inner.code. Empty values are omitted.
+func writeErrorDetail(r *fasthttp.Response, status int, code, message, target, innerCode string) {
+	writeError(r, status, code, message)
+	if target == "" && innerCode == "" {
+		return
+	}
+	b := r.Body()
+	b = b[:len(b)-1] // reopen the object
+	if target != "" {
+		b = append(b, `,"target":`...)
+		b = appendJSONString(b, target)
+	}
+	b = append(b, `,"details":[]`...)
+	if innerCode != "" {
+		b = append(b, `,"inner":{"code":`...)
+		b = appendJSONString(b, innerCode)
+		b = append(b, '}')
+	}
+	r.SetBodyRaw(append(b, '}'))
 }
 
 // appendJSONString appends s as a JSON string literal.

@@ -54,7 +54,8 @@ type FilterTarget struct {
 	// which allocates; literals and plain identifiers never do.
 	InGroup func(group string) bool
 	// GroupCount is the number of groups the connection is in; it is the
-	// value of length(groups).
+	// value of length(groups). Callers may leave it unset when the filter's
+	// CountsGroups is false.
 	GroupCount int
 }
 
@@ -67,8 +68,14 @@ type Filter struct {
 	// arena is set when Match may need scratch space (tolower, toupper or
 	// concat of a connection value survived constant folding).
 	arena bool
-	pool  sync.Pool // of *odataScratch, only used when arena is set
+	// countsGroups is set when Match reads FilterTarget.GroupCount.
+	countsGroups bool
+	pool         sync.Pool // of *odataScratch, only used when arena is set
 }
+
+// CountsGroups reports whether the filter reads FilterTarget.GroupCount
+// (length(groups)), so callers can skip counting a connection's groups.
+func (f *Filter) CountsGroups() bool { return f != nil && f.countsGroups }
 
 // String returns the filter text as it was compiled.
 func (f *Filter) String() string { return f.src }
@@ -126,6 +133,10 @@ func CompileFilter(s string, maxClauses int) (*Filter, error) {
 		switch f.nodes[i].op {
 		case odataOpToLower, odataOpToUpper, odataOpConcat:
 			f.arena = true
+		case odataOpLength:
+			if f.nodes[f.nodes[i].args[0]].op == odataOpGroups {
+				f.countsGroups = true
+			}
 		}
 	}
 	if f.arena {

@@ -224,6 +224,23 @@ func TestFilterErrorString(t *testing.T) {
 	}
 }
 
+func TestFilterCountsGroups(t *testing.T) {
+	for text, want := range map[string]bool{
+		"length(groups) gt 1":                  true,
+		"userId eq 'a' or length(groups) eq 0": true,
+		"length(userId) gt 1":                  false,
+		"'g' in groups":                        false,
+	} {
+		f, err := CompileFilter(text, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.CountsGroups() != want {
+			t.Errorf("%q: CountsGroups = %v, want %v", text, !want, want)
+		}
+	}
+}
+
 func TestFilterNilAndEmptyTarget(t *testing.T) {
 	f, err := CompileFilter("userId eq null and 'g' in groups or length(groups) eq 0", 0)
 	if err != nil {

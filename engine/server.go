@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,10 @@ type Server struct {
 	defHub   *hubConfig
 	pool     *workerPool
 	rest     fasthttp.RequestHandler
+	// readers holds bufio.Readers that wrap fully buffered bytes, so fasthttp's
+	// blocking parsers never wait: they see EOF instead. Each is as large as the
+	// biggest request head allowed, because fasthttp needs a whole head in its buffer.
+	readers sync.Pool
 
 	eng        gnet.Engine
 	addr       atomic.Pointer[net.TCPAddr]
@@ -111,6 +116,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.pool = newWorkerPool(cfg.Workers, 8192)
+	headBuf := cfg.Limits.MaxHeaderBytes + 1024
+	s.readers.New = func() any { return bufio.NewReaderSize(nil, headBuf) }
 	s.rest = s.handleREST
 	empty := []*loop{}
 	s.loopArr.Store(&empty)

@@ -605,6 +605,7 @@ type clientTokenClaims struct {
 	Role  []string `json:"role,omitempty"`
 	Group []string `json:"webpubsub.group,omitempty"`
 	Iat   int64    `json:"iat"`
+	Nbf   int64    `json:"nbf,omitempty"`
 	Exp   int64    `json:"exp"`
 	Aud   string   `json:"aud"`
 	Sub   string   `json:"sub,omitempty"`
@@ -636,6 +637,21 @@ func SignClientToken(key, endpoint, hub, userID string, roles, groups []string, 
 		Iat:   iat,
 		Exp:   iat + int64(ttl/time.Second),
 		Aud:   endpoint + "client/hubs/" + hub,
+		Sub:   userID,
+	})
+}
+
+// signGeneratedToken signs the token of the :generateToken operation (rest-api.md
+// §3.20): like SignClientToken's but with nbf and a given audience URL.
+func signGeneratedToken(key, aud, userID string, roles, groups []string, now time.Time, ttl time.Duration) (string, error) {
+	iat := now.Unix()
+	return signJWT(key, clientTokenClaims{
+		Role:  roles,
+		Group: groups,
+		Iat:   iat,
+		Nbf:   iat,
+		Exp:   iat + int64(ttl/time.Second),
+		Aud:   aud,
 		Sub:   userID,
 	})
 }

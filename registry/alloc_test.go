@@ -94,4 +94,7 @@ func TestAllocsGroupMembersCached(t *testing.T) {
 	if a := testing.AllocsPerRun(1000, func() { c.InGroup("group") }); a != 0 {
 		t.Errorf("InGroup: %v allocs/op", a)
 	}
+	if a := testing.AllocsPerRun(1000, func() { c.GroupCount() }); a != 0 {
+		t.Errorf("GroupCount: %v allocs/op", a)
+	}
 }

@@ -71,6 +71,15 @@ func (c *Conn) InGroup(group string) bool {
 	return in
 }
 
+// GroupCount returns the number of groups c is currently in. Safe for concurrent use; it
+// does not allocate.
+func (c *Conn) GroupCount() int {
+	c.mu.Lock()
+	n := len(c.groups)
+	c.mu.Unlock()
+	return n
+}
+
 // MarkClosing records that closing c has started and reports whether this call was the
 // first to do so. From then on the exists checks ignore c (rest-api.md §6), while c stays
 // in its hub, user and groups until Registry.Remove. Safe for concurrent use.

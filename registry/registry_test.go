@@ -219,6 +219,9 @@ func TestJoinLeave(t *testing.T) {
 	if !a.InGroup("g") || a.InGroup("x") || !b.InGroup("g") || b.InGroup("G") {
 		t.Error("InGroup wrong")
 	}
+	if a.GroupCount() != 3 || b.GroupCount() != 1 {
+		t.Errorf("GroupCount: a %d (want 3), b %d (want 1)", a.GroupCount(), b.GroupCount())
+	}
 
 	if r.Leave(a, "x") {
 		t.Error("Leave of a group not joined = true")
