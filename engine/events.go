@@ -123,7 +123,7 @@ func (c *conn) pubsubEvent(m *wsproto.ClientMessage) {
 			m := &outMessage{dataType: dt, data: data}
 			if c.rel != nil {
 				kind := c.kind
-				c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, c.lp)
+				c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, c.lp, 0)
 			} else {
 				m.encode(c.kind.IsJSON(), !c.kind.IsJSON(), false)
 				if c.kind.IsJSON() {

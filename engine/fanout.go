@@ -22,6 +22,7 @@ type outMessage struct {
 
 	skip     *registry.Conn      // noEcho: the publisher
 	excluded map[string]struct{} // REST `excluded` connection ids
+	expires  int64               // REST messageTtlSeconds deadline (unix ns); 0 = none
 	filter   *Filter             // REST `filter`; nil means every connection
 	target   *connTarget         // evaluates filter; set with it
 
@@ -133,7 +134,7 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 		if c.rel != nil {
 			// Reliable: a sequence id per recipient, kept until acknowledged.
 			kind := c.kind
-			c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, from)
+			c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, from, m.expires)
 			n++
 			continue
 		}

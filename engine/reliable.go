@@ -43,8 +43,9 @@ type reliable struct {
 }
 
 type sentFrame struct {
-	seq   uint64
-	frame []byte
+	seq     uint64
+	frame   []byte
+	expires int64 // unix nanoseconds after which a redelivery drops it; 0 = never
 }
 
 func newReliable(anchor *conn) *reliable {
@@ -60,8 +61,10 @@ func (r *reliable) tokenMatches(t string) bool {
 
 // send assigns the next sequence id, keeps the frame until it is acknowledged and
 // writes it to the attached socket. encode renders the frame for a sequence id. on is
-// the loop the caller runs on (nil off-loop). Safe for concurrent use.
-func (r *reliable) send(encode func(seq uint64) []byte, on *loop) {
+// the loop the caller runs on (nil off-loop). expires (unix nanoseconds, 0 = never)
+// is the REST messageTtlSeconds deadline: a recovery after it does not redeliver the
+// frame. Safe for concurrent use.
+func (r *reliable) send(encode func(seq uint64) []byte, on *loop, expires int64) {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
@@ -69,7 +72,7 @@ func (r *reliable) send(encode func(seq uint64) []byte, on *loop) {
 	}
 	r.seq++
 	frame := encode(r.seq)
-	r.unacked = append(r.unacked, sentFrame{seq: r.seq, frame: frame})
+	r.unacked = append(r.unacked, sentFrame{seq: r.seq, frame: frame, expires: expires})
 	r.bytes += len(frame)
 	if len(r.unacked) > maxUnackedMessages || r.bytes > maxUnackedBytes {
 		r.mu.Unlock()
@@ -219,8 +222,19 @@ func (r *reliable) recover(nc *conn, resp []byte) ([]byte, bool) {
 	nc.srv.wsConns.Add(1)
 	r.sock = nc
 	resp = wsproto.AppendFrame(resp, frameOp(a.kind), appendConnected(a.kind, nil, a.rc.UserID, a.rc.ID, r.token))
+	// Redeliver what is unacknowledged, except messages whose TTL ran out while
+	// the client was away (rest-api.md §3.5): they are dropped for good, and the
+	// client sees a gap in the sequence ids, which the protocol allows.
+	kept := r.unacked[:0]
 	for _, f := range r.unacked {
+		if f.expires != 0 && f.expires < now {
+			r.bytes -= len(f.frame)
+			continue
+		}
+		kept = append(kept, f)
 		resp = append(resp, f.frame...)
 	}
+	clear(r.unacked[len(kept):])
+	r.unacked = kept
 	return resp, true
 }

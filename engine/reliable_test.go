@@ -162,7 +162,7 @@ func TestReliableBufferOverflow(t *testing.T) {
 	}
 	rel := rc.Handle.(*conn).rel
 	for i := 0; i <= maxUnackedMessages; i++ {
-		rel.send(func(seq uint64) []byte { return []byte("x") }, nil)
+		rel.send(func(seq uint64) []byte { return []byte("x") }, nil, 0)
 	}
 	waitFor(t, func() bool { return s.reg.Conn("hub1", id) == nil })
 	r, err := dial(t, s, recoverPath("hub1", m), reliableProtocol)
@@ -179,7 +179,7 @@ func TestReliableBufferOverflow(t *testing.T) {
 func TestReliableAckTrimsBuffer(t *testing.T) {
 	r := &reliable{}
 	for i := 0; i < 5; i++ {
-		r.send(func(seq uint64) []byte { return []byte{byte(seq)} }, nil)
+		r.send(func(seq uint64) []byte { return []byte{byte(seq)} }, nil, 0)
 	}
 	r.ack(3)
 	r.ack(2)
@@ -190,4 +190,36 @@ func TestReliableAckTrimsBuffer(t *testing.T) {
 	if len(r.unacked) != 0 || r.acked != 5 || r.bytes != 0 {
 		t.Fatalf("after ack 100: acked %d, %v", r.acked, r.unacked)
 	}
+}
+
+// TestReliableMessageTTL: a REST message with messageTtlSeconds that expires while a
+// reliable client is away is not redelivered on recovery; messages without a TTL or
+// with one still running are, in order.
+func TestReliableMessageTTL(t *testing.T) {
+	s := testServer(t, nil)
+	c, m := reliableClient(t, s, "hub1", "u", []string{"g"})
+	c.conn.Close()
+	waitFor(t, func() bool { return s.wsConns.Load() == 0 })
+	send := func(text, query string) {
+		t.Helper()
+		wantStatus(t, restReq(t, s, "POST", "/api/hubs/hub1/groups/g/:send"+query, "text/plain", []byte(text)), 202)
+	}
+	send("short", "?messageTtlSeconds=1")
+	send("forever", "")
+	send("zero-is-forever", "?messageTtlSeconds=0")
+	send("long", "?messageTtlSeconds=300")
+	time.Sleep(1100 * time.Millisecond) // past the 1 s TTL; this test measures nothing
+
+	r, err := dial(t, s, recoverPath("hub1", m), reliableProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := r.readJSON(); again["event"] != "connected" {
+		t.Fatalf("recovery: %v", again)
+	}
+	wantSeq(t, r.readJSON(), 2, "forever") // 1 ("short") expired: a gap, as allowed
+	wantSeq(t, r.readJSON(), 3, "zero-is-forever")
+	wantSeq(t, r.readJSON(), 4, "long")
+	send("after", "?messageTtlSeconds=1")
+	wantSeq(t, r.readJSON(), 5, "after")
 }

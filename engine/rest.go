@@ -48,16 +48,17 @@ func (s *Server) handleREST(ctx *fasthttp.RequestCtx) {
 		fail.write(&ctx.Response)
 		return
 	}
+	ttl := 0
 	if v := args.Peek("messageTtlSeconds"); v != nil {
-		ttl, err := strconv.Atoi(string(v))
-		if err != nil || ttl < 0 || ttl > 300 {
+		var err error
+		if ttl, err = strconv.Atoi(string(v)); err != nil || ttl < 0 || ttl > 300 {
 			badRequest(ctx, "messageTtlSeconds", "messageTtlSeconds must be an integer from 0 to 300")
 			return
 		}
 	}
 	switch rt.op {
 	case "SendToAll", "SendToUser", "SendToConnection", "SendToGroup":
-		s.send(ctx, rt)
+		s.send(ctx, rt, ttl)
 	case "CloseAllConnections":
 		s.closeConns(s.reg.HubConns(rt.hub), excludedSet(args), string(args.Peek("reason")))
 		ctx.SetStatusCode(204)
@@ -211,8 +212,9 @@ func knownAPIVersion(v string) bool {
 	return false
 }
 
-// send runs the four send operations (rest-api.md §3.2–3.5).
-func (s *Server) send(ctx *fasthttp.RequestCtx, rt restRoute) {
+// send runs the four send operations (rest-api.md §3.2–3.5). ttl is
+// messageTtlSeconds (0 = none).
+func (s *Server) send(ctx *fasthttp.RequestCtx, rt restRoute, ttl int) {
 	args := ctx.QueryArgs()
 	var filter *Filter
 	if rt.op != "SendToConnection" { // not in the contract of send to connection
@@ -226,6 +228,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, rt restRoute) {
 		return
 	}
 	m.setFilter(filter)
+	if ttl > 0 {
+		m.expires = s.now().Add(time.Duration(ttl) * time.Second).UnixNano()
+	}
 	hub := rt.hub
 	var targets []*registry.Conn
 	switch rt.op {
