@@ -2,9 +2,12 @@ package engine
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/webpubsub/webpubsub/registry"
 )
 
 // odataTestTargets are the connections every case of TestFilter is matched
@@ -340,6 +343,48 @@ func BenchmarkFilterMatch(b *testing.B) {
 				}
 			}
 			_ = n
+		})
+	}
+}
+
+// BenchmarkSendFilter is the per-recipient cost a filter adds to a REST send:
+// connTarget.match over registry connections (locks included), per connection.
+func BenchmarkSendFilter(b *testing.B) {
+	reg, err := registry.New(registry.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 10000
+	conns := make([]*registry.Conn, n)
+	for i := range conns {
+		rc := &registry.Conn{ID: "conn-" + strconv.Itoa(i), Hub: "h", UserID: "user-" + strconv.Itoa(i)}
+		if err := reg.Add(rc); err != nil {
+			b.Fatal(err)
+		}
+		if i%2 == 0 {
+			reg.Join(rc, "g1")
+		}
+		conns[i] = rc
+	}
+	for _, bc := range []struct{ name, filter string }{
+		{"none", ""},
+		{"user-ne-null", "userId ne null"},
+		{"in-groups", "'g1' in groups"},
+		{"startswith", "startswith(userId, 'user-1')"},
+		{"complex", "'g1' in groups or (startswith(userId, 'u') and length(groups) gt 0)"},
+	} {
+		var f *Filter
+		if bc.filter != "" {
+			if f, err = CompileFilter(bc.filter, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var ct connTarget
+			for i := 0; b.Loop(); i++ {
+				ct.match(f, conns[i%n])
+			}
 		})
 	}
 }
