@@ -84,6 +84,10 @@ var e2eScenarios = []e2eScenario{
 	{name: "closeAll"},
 	{name: "closeUser"},
 	{name: "closeGroup"},
+	{name: "filters"},
+	{name: "bulkGroups"},
+	{name: "listConnections"},
+	{name: "clientAccessToken"},
 	{name: "badToken"},
 	{name: "restAuth"},
 	{
@@ -148,7 +152,8 @@ func repoRoot() (string, error) {
 }
 
 // TestE2E runs every scenario with the JS client's default subprotocol,
-// json.reliable.webpubsub.azure.v1.
+// json.reliable.webpubsub.azure.v1, then checks that the scenarios together called every public
+// method of the REST SDK (see runScenarios).
 func TestE2E(t *testing.T) {
 	runScenarios(t, true, nil)
 }
@@ -158,14 +163,28 @@ func TestE2EJSONProtocol(t *testing.T) {
 	runScenarios(t, false, map[string]string{"WEBPUBSUB_PROTOCOL": "json.webpubsub.azure.v1"})
 }
 
+// runScenarios runs every scenario of e2eScenarios as a subtest, then the subtest
+// methodCoverage: each scenario reports which methods of WebPubSubServiceClient and of the
+// group class it called, and every method `node scenarios.mjs --methods` reads from the SDK's
+// prototypes must have been called by some scenario. The list comes from the installed package,
+// so an SDK upgrade that adds a method fails here until a scenario calls it.
 func runScenarios(t *testing.T, reliable bool, env map[string]string) {
 	sdk := requireNode(t)
 	checkScriptList(t, sdk, "scenarios.mjs", scenarioNames(e2eScenarios, func(sc e2eScenario) string { return sc.name }))
+	var methods []string
+	scriptJSON(t, sdk, "scenarios.mjs", "--methods", &methods)
+	if len(methods) == 0 {
+		t.Fatalf("node scenarios.mjs --methods listed no SDK method")
+	}
+	called := map[string][]string{} // method → scenarios that called it
+	entered, selected := 0, 0
 	for _, sc := range e2eScenarios {
 		if sc.reliableOnly && !reliable {
 			continue
 		}
+		selected++
 		t.Run(sc.name, func(t *testing.T) {
+			entered++
 			if sc.pendingIssue != "" {
 				t.Skip("needs " + sc.pendingIssue)
 			}
@@ -186,10 +205,35 @@ func runScenarios(t *testing.T, reliable bool, env map[string]string) {
 			if sc.sigtermOnReady {
 				onReady = srv.signalStop
 			}
-			runScenario(t, sdk, srv, sc.name, merged, onReady)
+			for _, m := range runScenario(t, sdk, srv, sc.name, merged, onReady) {
+				called[m] = append(called[m], sc.name)
+			}
 			srv.stop(t)
 		})
 	}
+	t.Run("methodCoverage", func(t *testing.T) {
+		if entered < selected {
+			// -run picked a subset; the coverage of a subset proves nothing either way.
+			t.Skipf("only %d of %d scenarios ran; method coverage needs all of them", entered, selected)
+		}
+		checkMethodCoverage(t, methods, called)
+	})
+}
+
+// checkMethodCoverage fails for every SDK method in methods that no scenario called.
+func checkMethodCoverage(t *testing.T, methods []string, called map[string][]string) {
+	t.Helper()
+	var missing []string
+	for _, m := range methods {
+		if len(called[m]) == 0 {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("no scenario called %d of the %d public SDK methods: %s\nadd a scenario to scenarios.mjs that calls each and checks its effect on real clients",
+			len(missing), len(methods), strings.Join(missing, ", "))
+	}
+	t.Logf("%d of %d SDK methods called", len(methods)-len(missing), len(methods))
 }
 
 // cliToken asks `webpubsub token` for a client URL of hub e2e_cliToken, so the cliToken
@@ -236,21 +280,28 @@ func requireNode(t *testing.T) string {
 // ours, so a scenario cannot be added to a script and silently never run.
 func checkScriptList(t *testing.T, sdk, script string, ours []string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", script, "--list")
-	cmd.Dir = sdk
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node %s --list: %v\n%s", script, err, exitStderr(err))
-	}
 	var listed []string
-	if err := json.Unmarshal(bytes.TrimSpace(out), &listed); err != nil {
-		t.Fatalf("node %s --list printed %q: %v", script, out, err)
-	}
+	scriptJSON(t, sdk, script, "--list", &listed)
 	listed, ours = slices.Sorted(slices.Values(listed)), slices.Sorted(slices.Values(ours))
 	if !slices.Equal(listed, ours) {
 		t.Fatalf("scenario lists differ:\n  %s: %v\n  the Go table: %v\nadd the scenario to the table beside its runner", script, listed, ours)
+	}
+}
+
+// scriptJSON runs `node script flag` in the SDK directory and decodes the one JSON value it
+// prints into v.
+func scriptJSON(t *testing.T, sdk, script, flag string, v any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script, flag)
+	cmd.Dir = sdk
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node %s %s: %v\n%s", script, flag, err, exitStderr(err))
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), v); err != nil {
+		t.Fatalf("node %s %s printed %q: %v", script, flag, out, err)
 	}
 }
 
@@ -484,11 +535,13 @@ type observation struct {
 	Passed   int             `json:"passed"`
 	Failed   int             `json:"failed"`
 	Error    string          `json:"error"`
+	Methods  []string        `json:"methods"` // "coverage" lines: SDK methods called so far
 }
 
 // runScenario runs `node scenarios.mjs name` against srv and reports every failed check as a
-// test error carrying what the SDK saw and what was expected.
-func runScenario(t *testing.T, sdk string, srv *server, name string, env map[string]string, onReady func()) {
+// test error carrying what the SDK saw and what was expected. It returns the SDK methods the
+// scenario called, from its "coverage" line.
+func runScenario(t *testing.T, sdk string, srv *server, name string, env map[string]string, onReady func()) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 	defer cancel()
@@ -509,6 +562,7 @@ func runScenario(t *testing.T, sdk string, srv *server, name string, env map[str
 	}
 
 	var summary *observation
+	var methods []string
 	checks := 0
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
@@ -528,6 +582,8 @@ func runScenario(t *testing.T, sdk string, srv *server, name string, env map[str
 			}
 		case "summary":
 			summary = &o
+		case "coverage":
+			methods = o.Methods
 		default:
 			t.Logf("node: %s", line)
 		}
@@ -537,6 +593,7 @@ func runScenario(t *testing.T, sdk string, srv *server, name string, env map[str
 		t.Fatalf("%s: node did not finish within %v\nstderr:\n%s", name, scenarioTimeout, stderr.String())
 	}
 	judgeScenario(t, name, summary, checks, waitErr, stderr.String())
+	return methods
 }
 
 // report turns a "check" or "info" line into a test error or log line.

@@ -2,13 +2,20 @@
 //
 //   WEBPUBSUB_CONNECTION_STRING=... node scenarios.mjs <scenario>
 //   node scenarios.mjs --list
+//   node scenarios.mjs --methods
 //
 // Optional env: WEBPUBSUB_HUB (default e2e_<scenario>), WEBPUBSUB_PROTOCOL
 // (json.reliable.webpubsub.azure.v1, the SDK default, or json.webpubsub.azure.v1),
 // WEBPUBSUB_TIMEOUT_MS (each wait, default 10000), WEBPUBSUB_SCENARIO_TIMEOUT_MS (whole run,
-// default 60000). Output: JSON lines, see lib.mjs.
+// default 60000). Output: JSON lines, see lib.mjs, plus one coverage line per scenario:
+//   {"type":"coverage","scenario":S,"methods":["WebPubSubServiceClient.sendToAll",...]}
+// naming every public method of the REST SDK's classes the scenario called. `--methods` prints
+// the names of all of them as one JSON array, read from the classes' prototypes, so the harness
+// can demand that the scenarios together call each one (engine/e2e_test.go).
 
 import { isDeepStrictEqual } from "node:util";
+
+import { WebPubSubServiceClient, odata } from "@azure/web-pubsub";
 
 import {
   TIMEOUT_MS,
@@ -25,6 +32,73 @@ import {
 } from "./lib.mjs";
 
 const ALL_ROLES = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"];
+
+/**
+ * sdkMethods lists every public method of the REST SDK's two classes, WebPubSubServiceClient
+ * and the class behind service.group(...), as {proto, name, qualified}. "Public" means a
+ * function on the prototype other than the constructor whose name does not start with "_".
+ * The group class is not exported, so it is reached through an instance built from a dummy
+ * connection string (no request is made).
+ */
+function sdkMethods() {
+  const probe = new WebPubSubServiceClient("Endpoint=http://127.0.0.1;AccessKey=probe;Version=1.0;", "probe");
+  const out = [];
+  for (const proto of [WebPubSubServiceClient.prototype, Object.getPrototypeOf(probe.group("probe"))]) {
+    const owner = proto.constructor.name;
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      const d = Object.getOwnPropertyDescriptor(proto, name);
+      if (name === "constructor" || name.startsWith("_") || typeof d.value !== "function") continue;
+      out.push({ proto, name, qualified: `${owner}.${name}` });
+    }
+  }
+  return out.sort((a, b) => (a.qualified < b.qualified ? -1 : 1));
+}
+
+/** calledMethods holds the qualified name of every SDK method called so far in this process. */
+const calledMethods = new Set();
+
+/** recordSDKCalls wraps every method sdkMethods lists so that each call lands in calledMethods. */
+function recordSDKCalls() {
+  for (const { proto, name, qualified } of sdkMethods()) {
+    const d = Object.getOwnPropertyDescriptor(proto, name);
+    const original = d.value;
+    Object.defineProperty(proto, name, {
+      ...d,
+      value: function (...args) {
+        calledMethods.add(qualified);
+        return original.apply(this, args);
+      },
+    });
+  }
+}
+
+/** withCoverage makes each scenario of table emit its coverage line when it ends, however it ends. */
+function withCoverage(table) {
+  return Object.fromEntries(
+    Object.entries(table).map(([name, fn]) => [
+      name,
+      async (env, c) => {
+        try {
+          await fn(env, c);
+        } finally {
+          emit({ type: "coverage", scenario: name, methods: [...calledMethods].sort() });
+        }
+      },
+    ]),
+  );
+}
+
+/** claimsOf decodes the payload of a JWT without checking it. */
+function claimsOf(token) {
+  return JSON.parse(Buffer.from(String(token).split(".")[1] ?? "", "base64url").toString("utf8"));
+}
+
+/** restError is errInfo plus the ErrorDetail body the server answered with, if any. */
+function restError(err) {
+  const out = errInfo(err);
+  if (out && err?.response?.parsedBody !== undefined) out.body = err.response.parsedBody;
+  return out;
+}
 
 /** bytes returns a fresh ArrayBuffer holding the given byte values. */
 function bytes(...values) {
@@ -154,6 +228,104 @@ async function expectEventually(c, name, fn, want) {
     name,
   );
   c.check(name, r.ok && r.value === true, want, r.ok ? last : errInfo(r.error));
+}
+
+/**
+ * expectOnly checks, after one send of want.data, that exactly the handles in `to` receive it
+ * (as a message of kind) and every other handle of `all` does not.
+ */
+async function expectOnly(env, c, name, all, to, kind, want) {
+  for (const h of all) {
+    if (to.includes(h)) {
+      await expectMessage(c, h, name, kind, want);
+    } else {
+      await expectAbsent(env, c, h, name, (e) => e.kind === kind && sameData(e.data, want.data));
+    }
+  }
+}
+
+/**
+ * expectBadFilter checks that an SDK call carrying an invalid filter rejects with 400 and an
+ * ErrorDetail that names the filter and the position of the error (rest-api.md §5.2).
+ */
+async function expectBadFilter(c, name, p) {
+  const r = await settle(p, name);
+  const e = r.ok ? { resolved: describe(r.value) } : restError(r.error);
+  c.check(`${name} rejects with 400`, !r.ok && r.error?.statusCode === 400, 400, e);
+  if (r.ok) return;
+  c.check(`${name}: message names a position`, /position \d+/.test(String(r.error.message)), "…position N…", r.error.message);
+  c.eq(`${name}: ErrorDetail.code`, r.error.code, "Error.BadRequest");
+  c.eq(`${name}: ErrorDetail.target`, r.error.response?.parsedBody?.target, "filter");
+}
+
+/**
+ * listGroup lists the members of group g through listConnections(options), either item by item
+ * (`for await`) or page by page (byPage(settings)). Every HTTP response the SDK got is recorded
+ * with the URL it requested, so paging through nextLink can be checked.
+ */
+async function listGroup(g, options, { byPage = false, settings, onPage } = {}) {
+  const responses = [];
+  const onResponse = (raw) => {
+    let wire;
+    try {
+      wire = JSON.parse(raw.bodyAsText ?? "null");
+    } catch {
+      wire = raw.bodyAsText;
+    }
+    responses.push({ url: raw.request.url, status: raw.status, wire });
+  };
+  const iter = await g.listConnections({ ...options, onResponse });
+  const items = [];
+  const pages = [];
+  if (byPage) {
+    for await (const page of iter.byPage(settings)) {
+      pages.push(page.map((m) => ({ ...m })));
+      items.push(...page);
+      if (onPage) await onPage(page, pages.length);
+    }
+  } else {
+    for await (const m of iter) items.push({ ...m });
+  }
+  return { items, pages, responses };
+}
+
+/**
+ * checkListing checks that items list each connection of want (id → user id or undefined)
+ * exactly once, in connection id order, as {connectionId, userId} with userId absent for a
+ * connection without a user.
+ */
+function checkListing(c, name, items, want) {
+  const ids = items.map((m) => m.connectionId);
+  c.eq(`${name}: no connection listed twice`, ids.length - new Set(ids).size, 0);
+  c.eq(`${name}: the listed connections`, [...new Set(ids)].sort(), [...want.keys()].sort());
+  c.eq(`${name}: sorted by connection id`, ids, [...ids].sort());
+  const shapes = items.map((m) => ({ connectionId: m.connectionId, keys: Object.keys(m).filter((k) => m[k] !== undefined).sort(), userId: m.userId }));
+  const wantShapes = items.map((m) => {
+    const u = want.get(m.connectionId);
+    return { connectionId: m.connectionId, keys: u === undefined ? ["connectionId"] : ["connectionId", "userId"], userId: u };
+  });
+  c.eq(`${name}: items are {connectionId, userId?}`, shapes, wantShapes);
+}
+
+/** checkPaging checks how the SDK walked the pages: each request after the first is the previous nextLink. */
+function checkPaging(c, name, responses, endpoint) {
+  c.eq(`${name}: every page answered 200`, responses.map((r) => r.status), responses.map(() => 200));
+  const origin = new URL(endpoint).origin;
+  for (let i = 0; i < responses.length; i++) {
+    const link = responses[i].wire?.nextLink;
+    if (i === responses.length - 1) {
+      c.eq(`${name}: last page has no nextLink`, link, undefined);
+      continue;
+    }
+    let abs = null;
+    try {
+      abs = new URL(link).origin;
+    } catch {
+      // not an absolute URL
+    }
+    c.check(`${name}: page ${i + 1} nextLink is an absolute URL of the endpoint`, abs === origin, `${origin}/...`, link);
+    c.eq(`${name}: request ${i + 2} GETs nextLink ${i + 1} verbatim`, responses[i + 1].url, link);
+  }
 }
 
 const scenarios = {
@@ -499,6 +671,295 @@ const scenarios = {
     await expectOK(c, "group(empty).closeAllConnections()", env.service.group("empty").closeAllConnections());
   },
 
+  // filters sends with OData filters (rest-api.md §5) through sendToAll, sendToUser and
+  // group(...).sendToAll, and checks that exactly the matching connections receive each message.
+  async filters(env, c) {
+    const s = env.service;
+    const alice = await env.connect("alice", { userId: "alice", groups: ["g1"] });
+    const bob = await env.connect("bob", { userId: "bob", groups: ["g1", "g2"] });
+    const bob2 = await env.connect("bob-2", { userId: "bob", groups: ["g3"] });
+    const obrien = await env.connect("o'brien", { userId: "o'brien", groups: ["g2"] });
+    const anon = await env.connect("anonymous", { groups: ["g1"] });
+    const lis1 = await env.connect("listener-1", { userId: "listener-1" });
+    const lis2 = await env.connect("listener-2", { userId: "listener-2", groups: ["g1", "g2", "g3"] });
+    const all = [alice, bob, bob2, obrien, anon, lis1, lis2];
+
+    const quoted = odata`userId eq ${"o'brien"}`;
+    c.eq("odata doubles the quote", quoted, "userId eq 'o''brien'");
+    const hubCases = [
+      ["userId eq (odata, quoted)", { filter: quoted }, [obrien]],
+      ["'g1' in groups", { filter: "'g1' in groups" }, [alice, bob, anon, lis2]],
+      ["not ('g1' in groups)", { filter: "not ('g1' in groups)" }, [bob2, obrien, lis1]],
+      ["userId eq null (odata)", { filter: odata`userId eq ${null}` }, [anon]],
+      ["startswith", { filter: "startswith(userId, 'listener-')" }, [lis1, lis2]],
+      ["length(groups) gt 1", { filter: "length(groups) gt 1" }, [bob, lis2]],
+      ["connectionId eq (odata)", { filter: odata`connectionId eq ${bob2.id}` }, [bob2]],
+      ["and / or", { filter: "userId eq 'alice' or ('g3' in groups and userId ne 'bob')" }, [alice, lis2]],
+      ["eq is case-sensitive", { filter: "userId eq 'ALICE'" }, []],
+      ["filter and excludedConnections", { filter: "'g1' in groups", excludedConnections: [bob.id, anon.id] }, [alice, lis2]],
+    ];
+    for (const [what, options, to] of hubCases) {
+      const name = `sendToAll filter ${what}`;
+      const data = { filter: what };
+      const r = await expectOK(c, name, s.sendToAll(data, options));
+      if (r.ok) await expectOnly(env, c, name, all, to, "server", { dataType: "json", data });
+    }
+
+    const userCases = [
+      ["bob", "'g1' in groups", { filter: "'g1' in groups" }, [bob]],
+      ["bob", "connectionId eq (odata)", { filter: odata`connectionId eq ${bob2.id}` }, [bob2]],
+      ["bob", "userId eq null", { filter: "userId eq null" }, []],
+      ["o'brien", "userId eq (odata, quoted)", { filter: quoted }, [obrien]],
+    ];
+    for (const [user, what, options, to] of userCases) {
+      const name = `sendToUser(${user}) filter ${what}`;
+      const data = { user, filter: what };
+      const r = await expectOK(c, name, s.sendToUser(user, data, options));
+      if (r.ok) await expectOnly(env, c, name, all, to, "server", { dataType: "json", data });
+    }
+    const text = "text to bob's connections in more than one group";
+    const tr = await expectOK(c, "sendToUser(bob) text with filter", s.sendToUser("bob", text, { contentType: "text/plain", filter: "length(groups) gt 1" }));
+    if (tr.ok) await expectOnly(env, c, "sendToUser(bob) text with filter", all, [bob], "server", { dataType: "text", data: text });
+
+    const groupCases = [
+      ["g1", "length(groups) gt 1", { filter: "length(groups) gt 1" }, [bob, lis2]],
+      ["g2", "userId eq (odata, quoted)", { filter: quoted }, [obrien]],
+      ["g3", "'g1' in groups", { filter: "'g1' in groups" }, [lis2]],
+      ["g1", "userId eq null", { filter: "userId eq null" }, [anon]],
+      ["g1", "userId ne null and excludedConnections", { filter: "userId ne null", excludedConnections: [alice.id] }, [bob, lis2]],
+    ];
+    for (const [group, what, options, to] of groupCases) {
+      const name = `group(${group}).sendToAll filter ${what}`;
+      const data = { group, filter: what };
+      const r = await expectOK(c, name, s.group(group).sendToAll(data, options));
+      if (r.ok) await expectOnly(env, c, name, all, to, "group", { dataType: "json", data, group, fromUserId: undefined });
+    }
+
+    const lost = { invalid: true };
+    await expectBadFilter(c, "sendToAll filter 'userId eq'", s.sendToAll(lost, { filter: "userId eq" }));
+    await expectBadFilter(c, "sendToUser filter 'startswith(userId'", s.sendToUser("bob", lost, { filter: "startswith(userId" }));
+    await expectBadFilter(c, "group(g1).sendToAll filter 'userId eq 'a' extra'", s.group("g1").sendToAll(lost, { filter: "userId eq 'a' extra" }));
+    for (const h of all) {
+      await expectAbsent(env, c, h, "sends with an invalid filter deliver nothing", (e) => sameData(e.data, lost));
+    }
+  },
+
+  // bulkGroups adds and removes the connections a filter selects to and from several groups at
+  // once (rest-api.md §3.18) and checks the effect with group sends and groupExists.
+  async bulkGroups(env, c) {
+    const s = env.service;
+    const p1 = await env.connect("player-1", { userId: "player-1" });
+    const p2 = await env.connect("player-2", { userId: "player-2" });
+    const w = await env.connect("watcher", { userId: "watcher" });
+    const anon = await env.connect("anonymous", {});
+    const all = [p1, p2, w, anon];
+    let step = 0;
+    /** groupReaches sends one message to group and checks that exactly `to` get it. */
+    const groupReaches = async (name, group, to) => {
+      const data = { step: ++step, group };
+      const r = await expectOK(c, `${name}: group(${group}).sendToAll`, s.group(group).sendToAll(data));
+      if (r.ok) await expectOnly(env, c, `${name}: group ${group}`, all, to, "group", { dataType: "json", data, group, fromUserId: undefined });
+    };
+
+    await expectOK(c, "addConnectionsToGroups([team, players], startswith)", s.addConnectionsToGroups(["team", "players"], "startswith(userId, 'player-')"));
+    await expectExists(c, "groupExists(team) after addConnectionsToGroups", s.groupExists("team"), true);
+    await expectExists(c, "groupExists(players) after addConnectionsToGroups", s.groupExists("players"), true);
+    await groupReaches("addConnectionsToGroups", "team", [p1, p2]);
+    await groupReaches("addConnectionsToGroups", "players", [p1, p2]);
+
+    await expectOK(c, "addConnectionsToGroups([nouser], userId eq null)", s.addConnectionsToGroups(["nouser"], odata`userId eq ${null}`));
+    await groupReaches("addConnectionsToGroups userId eq null", "nouser", [anon]);
+    // Filters see the groups joined by earlier calls.
+    await expectOK(c, "addConnectionsToGroups([vip], 'team' in groups and ...)", s.addConnectionsToGroups(["vip"], "'team' in groups and userId ne 'player-1'"));
+    await groupReaches("addConnectionsToGroups on group membership", "vip", [p2]);
+    await expectOK(c, "addConnectionsToGroups([empty], matches nobody)", s.addConnectionsToGroups(["empty"], "userId eq 'nobody'"));
+    await expectExists(c, "groupExists(empty) when the filter matched nobody", s.groupExists("empty"), false);
+    // rest-api.md §9.4: an empty filter selects every connection of the hub.
+    await expectOK(c, "addConnectionsToGroups([everyone], empty filter)", s.addConnectionsToGroups(["everyone"], ""));
+    await groupReaches("addConnectionsToGroups empty filter", "everyone", all);
+
+    await expectOK(c, "removeConnectionsFromGroups([team], player-2)", s.removeConnectionsFromGroups(["team"], odata`userId eq ${"player-2"}`));
+    await groupReaches("removeConnectionsFromGroups", "team", [p1]);
+    await groupReaches("removeConnectionsFromGroups leaves other groups", "players", [p1, p2]);
+    await expectOK(c, "removeConnectionsFromGroups([team, players, vip], startswith)", s.removeConnectionsFromGroups(["team", "players", "vip"], "startswith(userId, 'player-')"));
+    for (const g of ["team", "players", "vip"]) {
+      await expectEventually(c, `groupExists(${g}) after removeConnectionsFromGroups`, () => s.groupExists(g), false);
+    }
+    await groupReaches("removeConnectionsFromGroups emptied", "players", []);
+    await expectOK(c, "removeConnectionsFromGroups([everyone], userId ne null)", s.removeConnectionsFromGroups(["everyone"], "userId ne null"));
+    await groupReaches("removeConnectionsFromGroups userId ne null", "everyone", [anon]);
+
+    // An invalid filter is refused before anything changes.
+    await expectBadFilter(c, "addConnectionsToGroups filter 'userId eq'", s.addConnectionsToGroups(["bad", "everyone"], "userId eq"));
+    await expectExists(c, "groupExists(bad) after a refused add", s.groupExists("bad"), false);
+    await groupReaches("refused addConnectionsToGroups changes nothing", "everyone", [anon]);
+    await expectBadFilter(c, "removeConnectionsFromGroups filter 'startswith(userId'", s.removeConnectionsFromGroups(["nouser", "everyone"], "startswith(userId"));
+    await expectExists(c, "groupExists(nouser) after a refused remove", s.groupExists("nouser"), true);
+    await groupReaches("refused removeConnectionsFromGroups changes nothing", "nouser", [anon]);
+    await groupReaches("refused removeConnectionsFromGroups changes nothing", "everyone", [anon]);
+  },
+
+  // listConnections pages through group(...).listConnections (rest-api.md §3.17). The page size
+  // always goes in the options of listConnections: the generated byPage() throws when its
+  // settings carry maxPageSize. Pages after the first are the service's nextLink, fetched verbatim.
+  async listConnections(env, c) {
+    const s = env.service;
+    const members = [];
+    for (const [label, userId] of [["l1", "lu1"], ["l2", "lu2"], ["l3", "lu3"], ["l4", "lu4"], ["l5", "lu4"], ["l6", "lu6"], ["anonymous", undefined]]) {
+      members.push(await env.connect(label, { userId, groups: ["lg"] }));
+    }
+    const outsider = await env.connect("outsider", { userId: "out", groups: ["other"] });
+    const want = new Map(members.map((h) => [h.id, h.userId]));
+    const sorted = [...want.keys()].sort();
+    const g = s.group("lg");
+    const endpoint = env.parsed.endpoint;
+    /** run lists and reports an SDK failure as a failed check instead of aborting. */
+    const run = async (name, options, how) => {
+      const r = await settle(listGroup(g, options, how), name);
+      c.check(`${name} completes`, r.ok, "listed", r.ok ? { items: r.value.items.length, requests: r.value.responses.length } : restError(r.error));
+      return r.ok ? r.value : null;
+    };
+
+    let r = await run("listConnections()", {});
+    if (r) {
+      checkListing(c, "listConnections()", r.items, want);
+      c.eq("listConnections(): one request", r.responses.length, 1);
+      checkPaging(c, "listConnections()", r.responses, endpoint);
+      const wire = r.responses[0]?.wire?.value?.find((m) => m.connectionId === members[6].id);
+      c.check("listConnections(): userId omitted on the wire for a connection without a user", wire !== undefined && !("userId" in wire), { connectionId: members[6].id }, wire);
+    }
+
+    r = await run("listConnections({maxPageSize: 2})", { maxPageSize: 2 });
+    if (r) {
+      checkListing(c, "listConnections({maxPageSize: 2})", r.items, want);
+      c.eq("listConnections({maxPageSize: 2}): page sizes", r.responses.map((x) => x.wire?.value?.length), [2, 2, 2, 1]);
+      c.check("listConnections({maxPageSize: 2}): first request asks maxpagesize=2", new URL(r.responses[0].url).searchParams.get("maxpagesize") === "2", "maxpagesize=2", r.responses[0].url);
+      checkPaging(c, "listConnections({maxPageSize: 2})", r.responses, endpoint);
+    }
+
+    r = await run("listConnections({maxPageSize: 2}).byPage()", { maxPageSize: 2 }, { byPage: true });
+    if (r) {
+      checkListing(c, "byPage() with maxPageSize 2", r.items, want);
+      c.eq("byPage() with maxPageSize 2: page sizes", r.pages.map((p) => p.length), [2, 2, 2, 1]);
+      checkPaging(c, "byPage() with maxPageSize 2", r.responses, endpoint);
+    }
+
+    r = await run("listConnections({maxPageSize: 3, top: 5})", { maxPageSize: 3, top: 5 });
+    if (r) {
+      checkListing(c, "listConnections({maxPageSize: 3, top: 5})", r.items, new Map(sorted.slice(0, 5).map((id) => [id, want.get(id)])));
+      c.eq("listConnections({maxPageSize: 3, top: 5}): page sizes", r.responses.map((x) => x.wire?.value?.length), [3, 2]);
+      checkPaging(c, "listConnections({maxPageSize: 3, top: 5})", r.responses, endpoint);
+    }
+    r = await run("listConnections({maxPageSize: 3, top: 5}).byPage()", { maxPageSize: 3, top: 5 }, { byPage: true });
+    if (r) {
+      c.eq("byPage() with maxPageSize 3, top 5: page sizes", r.pages.map((p) => p.length), [3, 2]);
+      c.eq("byPage() with maxPageSize 3, top 5: the first five by connection id", r.items.map((m) => m.connectionId), sorted.slice(0, 5));
+    }
+    r = await run("listConnections({top: 4})", { top: 4 });
+    if (r) c.eq("listConnections({top: 4}): the first four by connection id", r.items.map((m) => m.connectionId), sorted.slice(0, 4));
+
+    // byPage resumes from a nextLink handed back as continuationToken.
+    r = await run("byPage() to learn a nextLink", { maxPageSize: 2 }, { byPage: true });
+    const link = r?.responses[0]?.wire?.nextLink;
+    if (link) {
+      const rest = await run("byPage({continuationToken: nextLink})", { maxPageSize: 2 }, { byPage: true, settings: { continuationToken: link } });
+      if (rest) {
+        c.eq("byPage({continuationToken}) lists the rest", rest.items.map((m) => m.connectionId), sorted.slice(2));
+        c.eq("byPage({continuationToken}) first request is the nextLink", rest.responses[0]?.url, link);
+      }
+    }
+
+    const unknown = s.group("no-such-group");
+    const u1 = await settle(listGroup(unknown, { maxPageSize: 2 }), "unknown group");
+    c.check("unknown group: listConnections yields nothing", u1.ok && u1.value.items.length === 0, [], u1.ok ? u1.value.items : restError(u1.error));
+    const u2 = await settle(listGroup(unknown, {}, { byPage: true }), "unknown group byPage");
+    c.check("unknown group: byPage yields one empty page", u2.ok && isDeepStrictEqual(u2.value.pages, [[]]), [[]], u2.ok ? u2.value.pages : restError(u2.error));
+    if (u2.ok) checkPaging(c, "unknown group", u2.value.responses, endpoint);
+
+    // Membership changes between pages: a listed connection leaves, one not yet listed leaves,
+    // and the outsider joins. No connection may be listed twice, every member that stayed is
+    // listed once, and the one that left before its turn is not listed.
+    const listedLeaver = sorted[0];
+    const unlistedLeaver = sorted[sorted.length - 1];
+    r = await run("listConnections({maxPageSize: 2}) with leaves mid-iteration", { maxPageSize: 2 }, {
+      byPage: true,
+      onPage: async (_page, n) => {
+        if (n !== 1) return;
+        await expectOK(c, "mid-iteration: removeConnection(already listed)", g.removeConnection(listedLeaver));
+        await expectOK(c, "mid-iteration: removeConnection(not yet listed)", g.removeConnection(unlistedLeaver));
+        await expectOK(c, "mid-iteration: addConnection(outsider)", g.addConnection(outsider.id));
+      },
+    });
+    if (r) {
+      const ids = r.items.map((m) => m.connectionId);
+      c.eq("mid-iteration: no connection listed twice", ids.length - new Set(ids).size, 0);
+      c.eq("mid-iteration: page sizes stay within maxPageSize", r.pages.filter((p) => p.length > 2).length, 0);
+      c.eq("mid-iteration: every member that stayed is listed once", sorted.slice(0, -1).filter((id) => ids.filter((x) => x === id).length !== 1), []);
+      c.check("mid-iteration: a member that left before its turn is not listed", !ids.includes(unlistedLeaver), "absent", ids);
+      c.info("mid-iteration: outsider (joined mid-iteration) listed", ids.includes(outsider.id));
+    }
+  },
+
+  // clientAccessToken connects clients with tokens from getClientAccessToken with every option
+  // of @azure/web-pubsub 1.2.0, and from the REST :generateToken operation (rest-api.md §3.20).
+  // The SDK calls :generateToken itself only when built with a TokenCredential over https, so
+  // the scenario calls it through the SDK's generated client (service.client, not public API).
+  async clientAccessToken(env, c) {
+    const s = env.service;
+    const wsBase = new URL(`client/hubs/${env.hub}`, env.parsed.endpoint.replace(/^http/, "ws")).toString();
+    const options = { userId: "tok-user", roles: ["webpubsub.joinLeaveGroup"], groups: ["tg1", "tg2"], expirationTimeInMinutes: 5, clientProtocol: "default" };
+    const r = await expectOK(c, "getClientAccessToken(every option)", s.getClientAccessToken(options));
+    if (r.ok) {
+      const tok = r.value;
+      c.eq("getClientAccessToken: baseUrl", tok.baseUrl, wsBase);
+      c.eq("getClientAccessToken: url", tok.url, `${wsBase}?access_token=${tok.token}`);
+      const cl = claimsOf(tok.token);
+      c.eq("getClientAccessToken: claims", { sub: cl.sub, role: cl.role, group: cl["webpubsub.group"], lifetime: cl.exp - cl.iat }, { sub: "tok-user", role: ["webpubsub.joinLeaveGroup"], group: ["tg1", "tg2"], lifetime: 300 });
+      const h = await env.connect("sdk-token", { url: tok.url });
+      c.eq("sdk token: connected.userId", h.inbox.find((e) => e.kind === "connected").userId, "tok-user");
+      for (const group of ["tg1", "tg2"]) {
+        await expectOK(c, `sdk token: group(${group}).sendToAll`, s.group(group).sendToAll({ tokenGroup: group }));
+        await expectMessage(c, h, `sdk token: joined ${group} at connect`, "group", { dataType: "json", data: { tokenGroup: group }, group, fromUserId: undefined });
+      }
+      await expectOK(c, "sdk token: joinGroup allowed by role", h.client.joinGroup("joined"));
+      await expectOK(c, "sdk token: group(joined).sendToAll", s.group("joined").sendToAll({ joined: true }));
+      await expectMessage(c, h, "sdk token: joinGroup took effect", "group", { dataType: "json", data: { joined: true }, group: "joined", fromUserId: undefined });
+      await expectAckError(c, "sdk token: sendToGroup without its role", h.client.sendToGroup("joined", { x: 1 }, "json"), "Forbidden");
+    }
+
+    const gen = s.client.webPubSub;
+    const g = await expectOK(c, "generateClientToken(every option)", gen.generateClientToken(env.hub, { userId: "gen-user", roles: ["webpubsub.sendToGroup"], groups: ["gg1", "gg2"], expirationTimeInMinutes: 7, clientType: "Default" }));
+    if (g.ok) {
+      const cl = claimsOf(g.value.token);
+      c.eq("generateClientToken: claims", { sub: cl.sub, role: cl.role, group: cl["webpubsub.group"], lifetime: cl.exp - cl.iat }, { sub: "gen-user", role: ["webpubsub.sendToGroup"], group: ["gg1", "gg2"], lifetime: 420 });
+      let audPath = null;
+      try {
+        audPath = new URL(cl.aud).pathname;
+      } catch {
+        // reported below
+      }
+      c.check("generateClientToken: aud is <endpoint>/client/hubs/<hub>", audPath?.toLowerCase() === `/client/hubs/${env.hub}`.toLowerCase(), `…/client/hubs/${env.hub}`, cl.aud);
+      const h = await env.connect("rest-token", { url: `${wsBase}?access_token=${g.value.token}` });
+      c.eq("rest token: connected.userId", h.inbox.find((e) => e.kind === "connected").userId, "gen-user");
+      for (const group of ["gg1", "gg2"]) {
+        await expectOK(c, `rest token: group(${group}).sendToAll`, s.group(group).sendToAll({ restGroup: group }));
+        await expectMessage(c, h, `rest token: joined ${group} at connect`, "group", { dataType: "json", data: { restGroup: group }, group, fromUserId: undefined });
+      }
+      await expectOK(c, "rest token: sendToGroup allowed by role", h.client.sendToGroup("gg1", "from rest token", "text"));
+      await expectMessage(c, h, "rest token: sendToGroup echo", "group", { dataType: "text", data: "from rest token", group: "gg1", fromUserId: "gen-user" });
+      await expectAckError(c, "rest token: joinGroup without its role", h.client.joinGroup("elsewhere"), "Forbidden");
+    }
+
+    const bare = await expectOK(c, "generateClientToken() without options", gen.generateClientToken(env.hub));
+    if (bare.ok) {
+      const cl = claimsOf(bare.value.token);
+      c.eq("generateClientToken(): claims", { sub: cl.sub, role: cl.role, group: cl["webpubsub.group"], lifetime: cl.exp - cl.iat }, { sub: undefined, role: undefined, group: undefined, lifetime: 3600 });
+      const h = await env.connect("bare-token", { url: `${wsBase}?access_token=${bare.value.token}` });
+      c.check("bare token: connected.userId is null or absent", h.inbox.find((e) => e.kind === "connected").userId == null, null, h.inbox.find((e) => e.kind === "connected").userId);
+      await expectAckError(c, "bare token: joinGroup without a role", h.client.joinGroup("g"), "Forbidden");
+    }
+  },
+
   async badToken(env, c) {
     const wrongKey = "WRONGKEY" + env.parsed.key.slice(8).split("").reverse().join("");
     const otherSvc = env.serviceFor(env.hub, withAccessKey(env.cs, wrongKey));
@@ -664,4 +1125,9 @@ const scenarios = {
   },
 };
 
-await main(scenarios);
+if (process.argv[2] === "--methods") {
+  emit(sdkMethods().map((m) => m.qualified));
+  process.exit(0);
+}
+recordSDKCalls();
+await main(withCoverage(scenarios));
