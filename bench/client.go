@@ -131,6 +131,9 @@ type client struct {
 	f     *fleet
 	idx   int    // global index: user bench-<idx>
 	group string // joined at connect through the token; "" for none
+	// unselected: the filter of the fanout's sends is not true for this client, so it
+	// expects none of them. Written before the fleet opens.
+	unselected bool
 
 	state      atomic.Int32
 	deadlineNs atomic.Int64 // unix ns; the sweeper fails a handshake still running then

@@ -84,3 +84,18 @@ func (s Service) clientURL(hub string) string {
 func (s Service) groupSendURL(hub, group string) string {
 	return s.Endpoint + "/api/hubs/" + url.PathEscape(hub) + "/groups/" + url.PathEscape(group) + "/:send?api-version=2024-01-01"
 }
+
+// allSendURL returns the REST URL that sends to every connection of hub (rest-api.md §3.2).
+func (s Service) allSendURL(hub string) string {
+	return s.Endpoint + "/api/hubs/" + url.PathEscape(hub) + "/:send?api-version=2024-12-01"
+}
+
+// withFilter adds an OData filter to a send URL that has a query already, percent-encoded
+// as the JS SDK's encodeURIComponent does (a space is %20, not +; rest-api.md §5.3).
+func withFilter(sendURL, filter string) string {
+	if filter == "" {
+		return sendURL
+	}
+	// QueryEscape writes a space as + and a + as %2B, so every + left is a space.
+	return sendURL + "&filter=" + strings.ReplaceAll(url.QueryEscape(filter), "+", "%20")
+}

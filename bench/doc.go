@@ -10,7 +10,13 @@
 //     /proc/PID/status) and its thread count.
 //   - Fanout: N members of one group receive M group sends at a fixed rate, from a REST
 //     publisher or a client with the webpubsub.sendToGroup role; deliveries per second,
-//     completeness, end-to-end latency, the server's CPU per million deliveries.
+//     completeness, end-to-end latency, the server's CPU per million deliveries. The REST
+//     publisher can instead send to all (every connection of the hub, member i in group
+//     g<i mod G>) and add an OData filter (rest-api.md §5) to each send. The caller passes
+//     the server's reading of the filter (a Selector; cmd/webpubsub uses the engine's
+//     compiler), and with each member's user id (bench-<i>) and groups known the bench
+//     expects each send at exactly the members it selects; connectionId, assigned by the
+//     server, is refused.
 //   - Chat: G groups of K members, every member sending to its own group with sendToGroup
 //     at a fixed rate; deliveries per second, completeness, latency, ack latency.
 //   - Echo: N plain WebSocket clients (no subprotocol) send text messages at a fixed rate;

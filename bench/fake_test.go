@@ -27,7 +27,9 @@ import (
 // webpubsub.group claim, the connected event, a ping, client sendToGroup with acks (for
 // the webpubsub.sendToGroup role), and REST group sends. Plain clients (no subprotocol)
 // have their text messages sent to the upstream set with setUpstream as CloudEvents, and
-// the upstream's reply sent back (upstream-protocol.md §5, §6, §9).
+// the upstream's reply sent back (upstream-protocol.md §5, §6, §9). REST sends go to a
+// group or to all (rest-api.md §3.2, §3.5), with a filter read through testSelectors:
+// the fake checks the bench's plumbing, not anyone's reading of OData.
 type fakeService struct {
 	mu     sync.Mutex
 	groups map[string][]*fakeConn
@@ -41,6 +43,7 @@ type fakeService struct {
 
 	seqAcks atomic.Int64 // sequenceAck messages received
 	all     []*fakeConn  // every subprotocol connection; under mu
+	live    []*fakeConn  // the subprotocol connections open; under mu
 }
 
 // sequences returns, over every connection so far, the fewest messages numbered for one
@@ -59,11 +62,13 @@ func (fs *fakeService) sequences() (minSent, minAcked uint64) {
 }
 
 type fakeConn struct {
-	mu    sync.Mutex // serializes writes and numbers messages
-	conn  net.Conn
-	proto protocol
-	seq   uint64        // last sequenceId sent; under mu
-	acked atomic.Uint64 // highest sequenceAck received
+	mu     sync.Mutex // serializes writes and numbers messages
+	conn   net.Conn
+	proto  protocol
+	user   string        // from the token
+	groups []string      // from the token
+	seq    uint64        // last sequenceId sent; under mu
+	acked  atomic.Uint64 // highest sequenceAck received
 }
 
 // write sends msg in a text frame, or a binary one on the protobuf subprotocols.
@@ -81,7 +86,8 @@ func (c *fakeConn) writeLocked(msg []byte) {
 	_ = wsutil.WriteServerText(c.conn, msg)
 }
 
-// deliver sends a group message, numbered on the reliable subprotocols.
+// deliver sends a group message (a message from the server when group is ""), numbered on
+// the reliable subprotocols.
 func (c *fakeConn) deliver(group, data string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -93,8 +99,12 @@ func (c *fakeConn) deliver(group, data string) {
 	if c.proto.protobuf {
 		// DownstreamMessage{data_message: {from, group, data: {text_data}, sequence_id}}
 		var dm []byte
-		dm = pbTestBytes(dm, 1, []byte("group"))
-		dm = pbTestBytes(dm, 2, []byte(group))
+		if group == "" {
+			dm = pbTestBytes(dm, 1, []byte("server"))
+		} else {
+			dm = pbTestBytes(dm, 1, []byte("group"))
+			dm = pbTestBytes(dm, 2, []byte(group))
+		}
 		dm = pbTestBytes(dm, 3, pbTestBytes(nil, pbDataTextData, []byte(data)))
 		if seq > 0 {
 			dm = pbTestVarint(dm, 4, seq)
@@ -103,6 +113,9 @@ func (c *fakeConn) deliver(group, data string) {
 		return
 	}
 	m := map[string]any{"type": "message", "from": "group", "group": group, "dataType": "text", "data": data}
+	if group == "" {
+		m = map[string]any{"type": "message", "from": "server", "dataType": "text", "data": data}
+	}
 	if seq > 0 {
 		m["sequenceId"] = seq
 	}
@@ -203,13 +216,25 @@ func newFakeService(t *testing.T) *fakeService {
 			return
 		}
 		rest, _ := strings.CutPrefix(r.URL.Path, "/api/hubs/")
-		parts := strings.Split(rest, "/") // hub, "groups", group, ":send"
-		if len(parts) != 4 || parts[1] != "groups" || parts[3] != ":send" {
+		parts := strings.Split(rest, "/") // hub, "groups", group, ":send" or hub, ":send"
+		var group string
+		switch {
+		case len(parts) == 4 && parts[1] == "groups" && parts[3] == ":send":
+			group = parts[2]
+		case len(parts) == 2 && parts[1] == ":send":
+		default:
 			http.NotFound(w, r)
 			return
 		}
+		var flt Selector
+		if f := r.URL.Query().Get("filter"); f != "" {
+			if flt = testSelectors[f]; flt == nil {
+				http.Error(w, "the fake knows no selector for filter "+f, http.StatusBadRequest)
+				return
+			}
+		}
 		body, _ := io.ReadAll(r.Body)
-		fs.broadcast(parts[2], string(body))
+		fs.send(group, flt, string(body))
 		w.WriteHeader(http.StatusAccepted)
 	})
 	fs.srv = httptest.NewServer(mux)
@@ -217,12 +242,21 @@ func newFakeService(t *testing.T) *fakeService {
 	return fs
 }
 
-func (fs *fakeService) broadcast(group, data string) {
+func (fs *fakeService) broadcast(group, data string) { fs.send(group, nil, data) }
+
+// send delivers data to the members of group, or to every connection when group is "",
+// for which flt (if any) is true.
+func (fs *fakeService) send(group string, flt Selector, data string) {
 	fs.mu.Lock()
 	members := slices.Clone(fs.groups[group])
+	if group == "" {
+		members = slices.Clone(fs.live)
+	}
 	fs.mu.Unlock()
 	for _, c := range members {
-		c.deliver(group, data)
+		if flt == nil || flt(c.user, c.groups) {
+			c.deliver(group, data)
+		}
 	}
 }
 
@@ -249,7 +283,8 @@ func (fs *fakeService) client(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	c := &fakeConn{conn: conn, proto: subprotocols[hs.Protocol]}
+	c := &fakeConn{conn: conn, proto: subprotocols[hs.Protocol],
+		user: claims.Sub, groups: claims.Groups}
 	if r.Header.Get("Sec-WebSocket-Protocol") == "" {
 		hub, _ := strings.CutPrefix(r.URL.Path, "/client/hubs/")
 		go fs.plain(c, hub, claims.Sub)
@@ -262,6 +297,7 @@ func (fs *fakeService) client(w http.ResponseWriter, r *http.Request) {
 		fs.groups[g] = append(fs.groups[g], c)
 	}
 	fs.all = append(fs.all, c)
+	fs.live = append(fs.live, c)
 	fs.mu.Unlock()
 	if c.proto.protobuf {
 		// DownstreamMessage{system_message: {connected_message: {connection_id, user_id}}}
@@ -280,6 +316,7 @@ func (fs *fakeService) client(w http.ResponseWriter, r *http.Request) {
 			for _, g := range claims.Groups {
 				fs.groups[g] = slices.DeleteFunc(fs.groups[g], func(m *fakeConn) bool { return m == c })
 			}
+			fs.live = slices.DeleteFunc(fs.live, func(m *fakeConn) bool { return m == c })
 			fs.mu.Unlock()
 			_ = conn.Close()
 		}()

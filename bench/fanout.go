@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,8 +16,14 @@ import (
 
 // Publishers of RunFanout.
 const (
-	PublisherREST   = "rest"   // POST /api/hubs/{hub}/groups/{group}/:send
+	PublisherREST   = "rest"   // POST /api/hubs/{hub}/groups/{group}/:send, or /api/hubs/{hub}/:send
 	PublisherClient = "client" // a PubSub client with the webpubsub.sendToGroup role
+)
+
+// Targets of RunFanout: what each send goes to.
+const (
+	TargetGroup = "group" // the members of FanoutConfig.Group
+	TargetAll   = "all"   // every connection of the hub (REST send to all, rest-api.md §3.2)
 )
 
 // FanoutConfig configures RunFanout.
@@ -35,6 +42,26 @@ type FanoutConfig struct {
 	Group string
 	// Publisher is PublisherREST (empty means it) or PublisherClient.
 	Publisher string
+	// Target is TargetGroup (empty means it): the members join Group and each send goes
+	// to the group; or TargetAll: the members join no group, or the one MemberGroups
+	// gives them, and each send goes to the whole hub. TargetAll needs PublisherREST.
+	Target string
+	// MemberGroups, with TargetAll, puts member i in group g<i mod MemberGroups> through
+	// its token, so that a filter on groups selects a known share ('g0' in groups: one in
+	// MemberGroups). Zero means no group.
+	MemberGroups int
+	// Filter is an OData filter (rest-api.md §5) sent with every REST send, e.g.
+	// "'g0' in groups" or "startswith(userId, 'bench-1')". Member i's user id is
+	// bench-<i> and its groups are the one above; connectionId, which the server assigns,
+	// cannot be used. Empty means no filter. Needs PublisherREST and Select.
+	Filter string
+	// Select is Filter as the server reads it: the bench expects each send at exactly the
+	// members it selects.
+	Select Selector
+	// FilterName labels the filter in the benchmark name (filter=NAME), so benchstat can
+	// put filters side by side. Empty means the filter itself, spaces as _; "none" when
+	// there is no filter.
+	FilterName string
 	// InFlight caps concurrent REST sends. Zero means 16.
 	InFlight int
 	// Quiet ends the drain after the last send once no delivery has arrived for this long.
@@ -44,33 +71,18 @@ type FanoutConfig struct {
 
 // RunFanout connects cfg.Members clients (in worker processes) that join cfg.Group through
 // their token, then sends cfg.Messages text messages to the group at cfg.Rate per second,
-// through the REST API or through a client. Each payload starts with its send time, so
-// every delivery yields an end-to-end latency (send start to frame read by the member).
-// Reports deliveries per second over first send to last delivery, completeness
-// (deliveries / (accepted sends × members)), latency, and the server's and the bench's CPU
-// over the same window.
+// through the REST API or through a client; with TargetAll the REST publisher sends to the
+// whole hub instead, and with a Filter only the members it selects are to receive. Each
+// payload starts with its send time, so every delivery yields an end-to-end latency (send
+// start to frame read by the member). Reports deliveries per second over first send to
+// last delivery, completeness (deliveries / (accepted sends × members selected)), latency,
+// and the server's and the bench's CPU over the same window.
 func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if cfg.Members <= 0 || cfg.Messages <= 0 || cfg.Rate <= 0 {
-		return nil, fmt.Errorf("%w: fanout needs members, messages and rate > 0", ErrConfig)
-	}
-	cfg.SizeBytes = max(cfg.SizeBytes, minPayloadBytes)
-	if cfg.Group == "" {
-		cfg.Group = "bench"
-	}
-	if cfg.Publisher == "" {
-		cfg.Publisher = PublisherREST
-	}
-	if cfg.Publisher != PublisherREST && cfg.Publisher != PublisherClient {
-		return nil, fmt.Errorf("%w: publisher %q: use %s or %s", ErrConfig, cfg.Publisher, PublisherREST, PublisherClient)
-	}
-	if cfg.InFlight <= 0 {
-		cfg.InFlight = 16
-	}
-	if cfg.Quiet <= 0 {
-		cfg.Quiet = 5 * time.Second
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	sending := time.Duration(float64(cfg.Messages-1) / cfg.Rate * float64(time.Second))
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout+sending+2*closeWait)
@@ -82,16 +94,34 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	r.param("rate", formatValue(cfg.Rate))
 	r.param("size", cfg.SizeBytes)
 	r.param("publisher", cfg.Publisher)
+	if cfg.Target == TargetAll {
+		r.param("target", cfg.Target)
+		if cfg.MemberGroups > 0 {
+			r.param("groups", cfg.MemberGroups)
+		}
+	}
+	if cfg.Target == TargetAll || cfg.Filter != "" {
+		r.param("filter", cfg.FilterName)
+	}
 	r.param("protocol", cfg.Protocol)
 
 	base := cfg.workerConfig(sending + cfg.Quiet)
-	base.Group = cfg.Group
+	plan := &drainPlan{Quiet: cfg.Quiet}
+	if cfg.Target == TargetAll {
+		base.GroupCycle = cfg.MemberGroups
+	} else {
+		base.Group = cfg.Group
+	}
+	if cfg.Filter != "" {
+		base.Unselected = unselectedBits(cfg.Members, base.groupOf, cfg.Select)
+	}
 	rn, err := start(ctx, &cfg.Options, r, base, cfg.Members)
 	defer rn.abort()
 	if err != nil {
 		return nil, err
 	}
-	members := rn.ramp.up
+	// The members up that each accepted send should reach.
+	selected := rn.ramp.selected
 
 	pub := &publisher{cfg: &cfg, messages: cfg.Messages}
 	if cfg.Publisher == PublisherClient {
@@ -106,9 +136,12 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	first := time.Now()
 	pub.publish(ctx)
 	accepted := pub.accepted.Load()
-	if err := rn.p.broadcast(workerCommand{Cmd: cmdDrain, Drain: &drainPlan{
-		Expect: map[string]int64{cfg.Group: accepted}, Quiet: cfg.Quiet,
-	}}); err != nil {
+	if cfg.Target == TargetAll {
+		plan.All = accepted
+	} else {
+		plan.Expect = map[string]int64{cfg.Group: accepted}
+	}
+	if err := rn.p.broadcast(workerCommand{Cmd: cmdDrain, Drain: plan}); err != nil {
 		stop()
 		return nil, err
 	}
@@ -123,17 +156,90 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.report(r, first, accepted*members, serverCPU)
+	d.report(r, first, accepted*selected, serverCPU)
 	rn.reportWindow()
 	r.metric("sends accepted", float64(accepted), "sends")
+	if cfg.Target == TargetAll || cfg.Filter != "" {
+		r.metric("members each send should reach", float64(selected), "selected")
+		if serverCPU >= 0 && accepted > 0 {
+			r.metric("server CPU per send", serverCPU/float64(accepted)*1e3, "cpu-ms/send")
+		}
+	}
 	if cfg.Publisher == PublisherREST {
 		r.latency("REST send", "rest-", &pub.restLatency)
 	} else {
 		r.latency("publish ack", "ack-", &pub.rv.ackLatency)
 	}
 	err = rn.finish(ctx, pub.failureCounts())
+	if cfg.Filter != "" {
+		r.notef("filter %s selects %d of the %d members up; a member it does not select that receives a send counts as receiving more than expected",
+			cfg.Filter, selected, rn.ramp.up)
+	}
 	r.notef("latency is send start to frame read; bench CPU includes the publisher")
 	return r, err
+}
+
+// check validates the fanout's own fields and fills their defaults; Options are done.
+func (cfg *FanoutConfig) check() error {
+	if cfg.Members <= 0 || cfg.Messages <= 0 || cfg.Rate <= 0 {
+		return fmt.Errorf("%w: fanout needs members, messages and rate > 0", ErrConfig)
+	}
+	cfg.SizeBytes = max(cfg.SizeBytes, minPayloadBytes)
+	if cfg.Group == "" {
+		cfg.Group = "bench"
+	}
+	if cfg.Publisher == "" {
+		cfg.Publisher = PublisherREST
+	}
+	if cfg.Publisher != PublisherREST && cfg.Publisher != PublisherClient {
+		return fmt.Errorf("%w: publisher %q: use %s or %s", ErrConfig, cfg.Publisher, PublisherREST, PublisherClient)
+	}
+	if cfg.Target == "" {
+		cfg.Target = TargetGroup
+	}
+	switch {
+	case cfg.Target != TargetGroup && cfg.Target != TargetAll:
+		return fmt.Errorf("%w: target %q: use %s or %s", ErrConfig, cfg.Target, TargetGroup, TargetAll)
+	case cfg.Publisher != PublisherREST && (cfg.Target == TargetAll || cfg.Filter != ""):
+		return fmt.Errorf("%w: a client can only send to a group, without a filter: --target all and --filter need --publisher rest", ErrConfig)
+	case cfg.MemberGroups < 0 || cfg.MemberGroups > 0 && cfg.Target != TargetAll:
+		return fmt.Errorf("%w: member groups %d: only --target all spreads members over groups (g0, g1, ...); with --target group they join --group", ErrConfig, cfg.MemberGroups)
+	}
+	switch {
+	case cfg.Filter != "" && cfg.Select == nil:
+		return fmt.Errorf("%w: --filter %q needs its Selector (the server's reading of it)", ErrConfig, cfg.Filter)
+	case strings.Contains(strings.ToLower(cfg.Filter), "connectionid"):
+		return fmt.Errorf("%w: --filter %q: the server assigns connection ids, so the bench cannot tell whom a filter on connectionId selects", ErrConfig, cfg.Filter)
+	}
+	switch {
+	case cfg.FilterName != "":
+		cfg.FilterName = nameValue(cfg.FilterName)
+	case cfg.Filter != "":
+		cfg.FilterName = nameValue(cfg.Filter)
+	default:
+		cfg.FilterName = "none"
+	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = 16
+	}
+	if cfg.Quiet <= 0 {
+		cfg.Quiet = 5 * time.Second
+	}
+	return nil
+}
+
+// nameValue makes s fit in one key=value part of a benchmark name: runs of white space
+// become _, and / (the parts' separator) becomes %2F.
+func nameValue(s string) string {
+	return strings.ReplaceAll(strings.Join(strings.Fields(s), "_"), "/", "%2F")
+}
+
+// sendURL is the REST URL of every send: to the group or to all, with the filter.
+func (cfg *FanoutConfig) sendURL() string {
+	if cfg.Target == TargetAll {
+		return withFilter(cfg.Service.allSendURL(cfg.Hub), cfg.Filter)
+	}
+	return withFilter(cfg.Service.groupSendURL(cfg.Hub, cfg.Group), cfg.Filter)
 }
 
 // drained is what the workers' drained reports add up to.
@@ -274,7 +380,7 @@ func (pub *publisher) publish(ctx context.Context) {
 		}
 	} else {
 		svc := cfg.Service
-		url := svc.groupSendURL(cfg.Hub, cfg.Group)
+		url := cfg.sendURL()
 		client := &http.Client{
 			Timeout:   10 * time.Second,
 			Transport: &http.Transport{MaxIdleConnsPerHost: cfg.InFlight, MaxConnsPerHost: cfg.InFlight},

@@ -230,7 +230,7 @@ func (f *fleet) dialOne(ctx context.Context, cl *client) {
 	if cl.group != "" {
 		groups = []string{cl.group}
 	}
-	tok := signClientToken(f.cfg.svc, f.cfg.hub, "bench-"+strconv.Itoa(cl.idx), f.cfg.roles, groups, t0, time.Hour)
+	tok := signClientToken(f.cfg.svc, f.cfg.hub, benchUser(cl.idx), f.cfg.roles, groups, t0, time.Hour)
 	cl.req, cl.accept = upgradeRequest(f.host, f.path+"?access_token="+tok, f.subprotocol())
 	cl.deadlineNs.Store(t0.Add(f.cfg.handshakeTimeout).UnixNano())
 	cl.state.Store(stateHandshaking)
@@ -247,6 +247,9 @@ func (f *fleet) dialOne(ctx context.Context, cl *client) {
 		}
 	}
 }
+
+// benchUser is the user id of client idx (a global index).
+func benchUser(idx int) string { return "bench-" + strconv.Itoa(idx) }
 
 // connectedLoop marks cl up; it runs on cl's loop when the connected event arrives. It
 // reports false when the sweeper timed the handshake out first.

@@ -316,6 +316,7 @@ func (p *pool) startProgress(o *Options, name string, target int) (stop func()) 
 // ramp is what the workers' ready reports add up to.
 type ramp struct {
 	up, connected int64
+	selected      int64 // up and selected by the sends' filter (all up without one)
 	failures      map[string]int64
 	handshake     Histogram
 	firstDial     int64 // unix ns
@@ -327,6 +328,7 @@ func mergeReady(reps []workerReport) (*ramp, error) {
 	r := &ramp{failures: make(map[string]int64), groupUp: make(map[string]int64)}
 	for _, rep := range reps {
 		r.up += rep.Up
+		r.selected += rep.Selected
 		r.connected += rep.Connected
 		addCounts(r.failures, rep.Failures)
 		addCounts(r.groupUp, rep.GroupUp)

@@ -35,8 +35,15 @@ type workerConfig struct {
 	// Group, when set, is joined by every connection (fanout).
 	Group string `json:"group,omitempty"`
 	// GroupSize, when positive, puts connection i in group chatGroup(i / GroupSize) (chat).
-	GroupSize int      `json:"group_size,omitempty"`
-	Roles     []string `json:"roles,omitempty"`
+	GroupSize int `json:"group_size,omitempty"`
+	// GroupCycle, when positive, puts connection i in group cycleGroup(i % GroupCycle)
+	// (fanout to all).
+	GroupCycle int `json:"group_cycle,omitempty"`
+	// Unselected, when set, is a bitmap by connection index (see unselectedBits): the
+	// fanout's filter is not true for a connection whose bit is set, so it expects none
+	// of the sends. Encoded as base64 in JSON.
+	Unselected []byte   `json:"unselected,omitempty"`
+	Roles      []string `json:"roles,omitempty"`
 	// Plain makes plain WebSocket clients (no subprotocol) whose publish plan sends echo
 	// payloads and who count the echoes they receive (echo).
 	Plain bool `json:"plain,omitempty"`
@@ -53,12 +60,17 @@ func (c *workerConfig) groupOf(i int) string {
 		return c.Group
 	case c.GroupSize > 0:
 		return chatGroup(i / c.GroupSize)
+	case c.GroupCycle > 0:
+		return cycleGroup(i % c.GroupCycle)
 	}
 	return ""
 }
 
 // chatGroup names chat group g.
 func chatGroup(g int) string { return "chat-" + strconv.Itoa(g) }
+
+// cycleGroup names group g of a fanout to all: g0, g1, ...
+func cycleGroup(g int) string { return "g" + strconv.Itoa(g) }
 
 // Worker commands.
 const (
@@ -89,10 +101,25 @@ type publishPlan struct {
 // drainPlan says how many stamped messages each member of a group should receive.
 type drainPlan struct {
 	Expect map[string]int64 `json:"expect"` // by group name
+	// All, when positive, is what every connection should receive whatever its groups
+	// (a send to all); it replaces Expect.
+	All int64 `json:"all,omitempty"`
 	// Quiet ends the wait once no delivery has arrived for this long.
 	Quiet time.Duration `json:"quiet_ns"`
 	// Until, when positive, ends the wait at this instant (unix ns) whatever arrives.
 	Until int64 `json:"until_ns,omitempty"`
+}
+
+// want is how many stamped messages cl should receive under p: none when the sends'
+// filter does not select it.
+func (p *drainPlan) want(cl *client) int64 {
+	switch {
+	case cl.unselected:
+		return 0
+	case p.All > 0:
+		return p.All
+	}
+	return p.Expect[cl.group]
 }
 
 // Worker report types.
@@ -107,8 +134,11 @@ const (
 
 // workerReport is every line a worker writes. Fields a report type does not use are empty.
 type workerReport struct {
-	Type      string           `json:"type"`
-	Up        int64            `json:"up"`
+	Type string `json:"type"`
+	Up   int64  `json:"up"`
+	// Selected counts the connections up that the sends' filter selects (ready); without
+	// a filter, all of them.
+	Selected  int64            `json:"selected,omitempty"`
 	Connected int64            `json:"connected"`
 	Dropped   int64            `json:"dropped"`
 	Failed    int64            `json:"failed"`
@@ -257,6 +287,9 @@ func (w *worker) run(ctx context.Context, cmds <-chan workerCommand) error {
 		return err
 	}
 	w.f = f
+	for _, cl := range f.clients {
+		cl.unselected = bitSet(cfg.Unselected, cl.idx)
+	}
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -286,12 +319,17 @@ func (w *worker) run(ctx context.Context, cmds <-chan workerCommand) error {
 	ready.Failures = f.failureCounts()
 	ready.FirstDialNs, ready.LastUpNs = f.firstDial.Load(), f.lastUp.Load()
 	ready.Handshake = f.handshake.snapshot()
-	if cfg.Group != "" || cfg.GroupSize > 0 {
+	if cfg.Group != "" || cfg.GroupSize > 0 || cfg.GroupCycle > 0 {
 		ready.GroupUp = make(map[string]int64)
 		for _, cl := range f.clients {
 			if cl.state.Load() == stateUp {
 				ready.GroupUp[cl.group]++
 			}
+		}
+	}
+	for _, cl := range f.clients {
+		if cl.state.Load() == stateUp && !cl.unselected {
+			ready.Selected++
 		}
 	}
 	w.report(ready)
@@ -397,7 +435,7 @@ func (w *worker) drain(ctx context.Context, p *drainPlan) {
 	var expected int64
 	for _, cl := range w.f.clients {
 		if cl.state.Load() == stateUp {
-			expected += p.Expect[cl.group]
+			expected += p.want(cl)
 		}
 	}
 	last, lastChange := w.rv.received.Load(), time.Now()
@@ -420,7 +458,7 @@ func (w *worker) drain(ctx context.Context, p *drainPlan) {
 	r.LastRecvNs = w.rv.lastRecvNs.Load()
 	r.Latency = w.rv.latency.snapshot()
 	for _, cl := range w.f.clients {
-		want := p.Expect[cl.group]
+		want := p.want(cl)
 		switch got := cl.received.Load(); {
 		case cl.state.Load() == stateUp && got < want:
 			r.Short++

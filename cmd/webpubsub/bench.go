@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -19,6 +20,7 @@ const benchUsage = `usage:
   webpubsub bench idle    --server-pid PID [--conns N] [--hold 10s] [--protocol P] [common flags]
   webpubsub bench connect [--conns N] [--concurrency C] [--server-pid PID] [--protocol P] [common flags]
   webpubsub bench fanout  [--members N] [--messages M] [--rate R] [--size B] [--publisher rest|client]
+                          [--target group|all] [--member-groups G] [--filter ODATA [--filter-name NAME]]
                           [--protocol P] [common flags]
   webpubsub bench chat    [--groups G] [--members-per-group K] [--messages M] [--rate R] [--size B]
                           [--protocol P] [common flags]
@@ -30,7 +32,9 @@ Load-tests a running server over real sockets:
   connect  connect storm; handshakes/s, handshake latency, failures by kind
   fanout   N members of one group, M group sends at R/s of B bytes through REST or a client;
            deliveries/s, completeness, end-to-end latency p50/p99/p999/max, server CPU per
-           million deliveries
+           million deliveries. --target all sends to the whole hub through REST instead, with
+           member i (user bench-<i>) in group g<i mod G>; --filter adds an OData filter, and
+           the bench expects each send at the members the filter selects
   chat     G groups of K members; every member sends M messages to its group at R/s with
            sendToGroup; deliveries/s, completeness, latency
   echo     N plain WebSocket clients (no subprotocol) each send M text messages at R/s; the
@@ -140,9 +144,23 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&c.SizeBytes, "size", 64, "payload bytes (at least 31: send time and sequence number)")
 		fs.StringVar(&c.Group, "group", "bench", "group name")
 		fs.StringVar(&c.Publisher, "publisher", bench.PublisherREST, "rest (REST group send) or client (a client with the webpubsub.sendToGroup role)")
+		fs.StringVar(&c.Target, "target", bench.TargetGroup, "group (send to --group) or all (REST send to every connection of the hub)")
+		fs.IntVar(&c.MemberGroups, "member-groups", 0, "with --target all, member i joins group g<i mod N>, for filters on groups (0: no group)")
+		fs.StringVar(&c.Filter, "filter", "", "OData filter of every REST send; member i is user bench-<i>, and the bench counts the members it selects with the server's own filter code (connectionId cannot be used)")
+		fs.StringVar(&c.FilterName, "filter-name", "", "label of the filter in the benchmark name, filter=NAME (default: the filter, spaces as _)")
 		fs.IntVar(&c.InFlight, "in-flight", 16, "REST sends in flight at most")
 		fs.DurationVar(&c.Quiet, "quiet", 0, "end the drain once no delivery arrived for this long (default 5s)")
-		run = func(ctx context.Context) (*bench.Result, error) { c.Options = o; return bench.RunFanout(ctx, c) }
+		run = func(ctx context.Context) (*bench.Result, error) {
+			c.Options = o
+			if c.Filter != "" {
+				sel, err := filterSelector(c.Filter)
+				if err != nil {
+					return nil, fmt.Errorf("%w: --filter: %w", bench.ErrConfig, err)
+				}
+				c.Select = sel
+			}
+			return bench.RunFanout(ctx, c)
+		}
 	case "chat":
 		var c bench.ChatConfig
 		fs.IntVar(&c.Groups, "groups", 100, "groups")
@@ -251,4 +269,19 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// filterSelector reads an OData filter with the server's own compiler, so the bench
+// expects each filtered send exactly where the server delivers it.
+func filterSelector(text string) (bench.Selector, error) {
+	f, err := engine.CompileFilter(text, 0)
+	if err != nil {
+		return nil, err
+	}
+	return func(userID string, groups []string) bool {
+		return f.Match(&engine.FilterTarget{
+			UserID: userID, HasUser: userID != "", GroupCount: len(groups),
+			InGroup: func(g string) bool { return slices.Contains(groups, g) },
+		})
+	}, nil
 }

@@ -49,3 +49,36 @@ func TestBenchProtocolFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchFilterSelector: the bench reads --filter with the server's compiler, on a
+// bench member's user id and groups, and a filter the server would refuse is a usage
+// error before anything connects.
+func TestBenchFilterSelector(t *testing.T) {
+	for _, tc := range []struct {
+		filter, user string
+		groups       []string
+		want         bool
+	}{
+		{"'g0' in groups", "bench-3", []string{"g0"}, true},
+		{"'g0' in groups", "bench-3", []string{"g1"}, false},
+		{"'g0' in groups", "bench-3", nil, false},
+		{"userId ne null and not endswith(userId, '7')", "bench-17", nil, false},
+		{"userId ne null and not endswith(userId, '7')", "bench-18", nil, true},
+		{"length(groups) gt 0 and startswith(userId, 'bench-1')", "bench-12", []string{"g1"}, true},
+		{"length(groups) gt 0 and startswith(userId, 'bench-1')", "bench-12", nil, false},
+		{"userId eq null", "", nil, true},
+	} {
+		sel, err := filterSelector(tc.filter)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.filter, err)
+		}
+		if got := sel(tc.user, tc.groups); got != tc.want {
+			t.Errorf("%q on %s %v = %v, want %v", tc.filter, tc.user, tc.groups, got, tc.want)
+		}
+	}
+	var out, errOut strings.Builder
+	code := benchCmd([]string{"fanout", "--target", "all", "--filter", "userId eq", "--connection-string", "Endpoint=http://127.0.0.1:1;AccessKey=k;Version=1.0;"}, &out, &errOut)
+	if code != exitUsage || !strings.Contains(errOut.String(), "position 9") {
+		t.Fatalf("bad filter: exit %d, stderr %q; want a usage error naming the position", code, errOut.String())
+	}
+}
