@@ -133,7 +133,7 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 func (c *conn) rejectLargeBody(h *fasthttp.RequestHeader, limit int) {
 	f := &restFailure{status: 413, code: "Error.PayloadTooLarge", message: "request body exceeds " + strconv.Itoa(limit) + " bytes"}
 	escPath, _, _ := strings.Cut(string(h.RequestURI()), "?")
-	if p := strings.TrimPrefix(escPath, c.srv.cfg.BasePath); p != "/api/health" && p != "/api/health/" {
+	if !c.srv.isHealthPath(escPath) {
 		if _, early := c.srv.routeAndAuth(string(h.Method()), escPath, h.Peek("Authorization")); early != nil {
 			f = early
 		}
@@ -277,39 +277,34 @@ func setError(ctx *fasthttp.RequestCtx, status int, code, message string) {
 
 // writeError fills r with the ErrorDetail object and x-ms-error-code header.
 func writeError(r *fasthttp.Response, status int, code, message string) {
+	writeErrorDetail(r, status, code, message, "", "")
+}
+
+// writeErrorDetail is writeError with the optional ErrorDetail members (rest-api.md
+// §1.5): target (the offending parameter) and inner.code; empty ones are omitted.
+func writeErrorDetail(r *fasthttp.Response, status int, code, message, target, innerCode string) {
 	r.SetStatusCode(status)
 	r.Header.SetContentType("application/json")
 	r.Header.Set("x-ms-error-code", code)
 	if status == 401 {
 		r.Header.Set("WWW-Authenticate", "Bearer")
 	}
-	b := make([]byte, 0, 48+len(code)+len(message))
+	b := make([]byte, 0, 64+len(code)+len(message)+len(target)+len(innerCode))
 	b = append(b, `{"code":`...)
 	b = appendJSONString(b, code)
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, message)
-	b = append(b, '}')
-	r.SetBodyRaw(b)
-}
-
-// writeErrorDetail is writeError with the optional ErrorDetail members: target (the
-// offending parameter) and inner.code. Empty values are omitted.
-func writeErrorDetail(r *fasthttp.Response, status int, code, message, target, innerCode string) {
-	writeError(r, status, code, message)
-	if target == "" && innerCode == "" {
-		return
-	}
-	b := r.Body()
-	b = b[:len(b)-1] // reopen the object
-	if target != "" {
-		b = append(b, `,"target":`...)
-		b = appendJSONString(b, target)
-	}
-	b = append(b, `,"details":[]`...)
-	if innerCode != "" {
-		b = append(b, `,"inner":{"code":`...)
-		b = appendJSONString(b, innerCode)
-		b = append(b, '}')
+	if target != "" || innerCode != "" {
+		if target != "" {
+			b = append(b, `,"target":`...)
+			b = appendJSONString(b, target)
+		}
+		b = append(b, `,"details":[]`...)
+		if innerCode != "" {
+			b = append(b, `,"inner":{"code":`...)
+			b = appendJSONString(b, innerCode)
+			b = append(b, '}')
+		}
 	}
 	r.SetBodyRaw(append(b, '}'))
 }

@@ -129,8 +129,7 @@ func (s *Server) handleREST(ctx *fasthttp.RequestCtx) {
 // health answers the probe (rest-api.md §3.1) and reports whether escPath was it.
 // It needs no token.
 func (s *Server) health(ctx *fasthttp.RequestCtx, escPath, method string) bool {
-	path := strings.TrimPrefix(escPath, s.cfg.BasePath)
-	if path != "/api/health" && path != "/api/health/" {
+	if !s.isHealthPath(escPath) {
 		return false
 	}
 	switch {
@@ -143,6 +142,12 @@ func (s *Server) health(ctx *fasthttp.RequestCtx, escPath, method string) bool {
 		ctx.SetStatusCode(200)
 	}
 	return true
+}
+
+// isHealthPath reports whether escPath (with the base path) is the health probe's.
+func (s *Server) isHealthPath(escPath string) bool {
+	p := strings.TrimPrefix(escPath, s.cfg.BasePath)
+	return p == "/api/health" || p == "/api/health/"
 }
 
 // restFailure is an error answer decided before a request body is read, so the
