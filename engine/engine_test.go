@@ -78,11 +78,11 @@ func dial(t *testing.T, s *Server, path string, protocols ...string) (*wsClient,
 	return &wsClient{t: t, conn: conn, protocol: hs.Protocol, br: br}, nil
 }
 
-// mustJoin dials a JSON PubSub client and consumes its `connected` message.
+// mustJSONClient dials a JSON PubSub client and consumes its `connected` message.
 func mustJSONClient(t *testing.T, s *Server, hub, user string, roles, groups []string) (*wsClient, map[string]any) {
 	t.Helper()
 	tok := clientToken(t, s, hub, user, roles, groups)
-	c, err := dial(t, s, "/client/hubs/"+hub+"?access_token="+tok, "json.webpubsub.azure.v1")
+	c, err := dial(t, s, "/client/hubs/"+encodeURIComponent(hub)+"?access_token="+tok, "json.webpubsub.azure.v1")
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}

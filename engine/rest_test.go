@@ -100,14 +100,14 @@ func TestRESTMembershipAndExists(t *testing.T) {
 	wantStatus(t, restReq(t, s, "DELETE", "/api/hubs/hub1/groups/g1/connections/nope", "", nil), 204)
 
 	// user ↔ group: both of user1's connections
-	wantStatus(t, restReq(t, s, "PUT", "/api/hubs/hub1/users/user1/groups/"+escapeSeg("room 1/x"), "", nil), 200)
-	wantStatus(t, restReq(t, s, "HEAD", "/api/hubs/hub1/groups/"+escapeSeg("room 1/x"), "", nil), 200)
+	wantStatus(t, restReq(t, s, "PUT", "/api/hubs/hub1/users/user1/groups/"+encodeURIComponent("room 1/x"), "", nil), 200)
+	wantStatus(t, restReq(t, s, "HEAD", "/api/hubs/hub1/groups/"+encodeURIComponent("room 1/x"), "", nil), 200)
 	got := s.reg.GroupMembers("hub1", "room 1/x")
 	if len(got) != 2 {
 		t.Fatalf("members of %q = %d, want 2", "room 1/x", len(got))
 	}
-	wantStatus(t, restReq(t, s, "DELETE", "/api/hubs/hub1/users/user1/groups/"+escapeSeg("room 1/x"), "", nil), 204)
-	wantStatus(t, restReq(t, s, "HEAD", "/api/hubs/hub1/groups/"+escapeSeg("room 1/x"), "", nil), 404)
+	wantStatus(t, restReq(t, s, "DELETE", "/api/hubs/hub1/users/user1/groups/"+encodeURIComponent("room 1/x"), "", nil), 204)
+	wantStatus(t, restReq(t, s, "HEAD", "/api/hubs/hub1/groups/"+encodeURIComponent("room 1/x"), "", nil), 404)
 	wantStatus(t, restReq(t, s, "PUT", "/api/hubs/hub1/users/nobody/groups/g", "", nil), 200)
 
 	wantStatus(t, restReq(t, s, "PUT", "/api/hubs/hub1/users/user1/groups/g2", "", nil), 200)
@@ -120,11 +120,6 @@ func TestRESTMembershipAndExists(t *testing.T) {
 	wantStatus(t, restReq(t, s, "DELETE", "/api/hubs/hub1/users/user1/groups", "", nil), 204)
 	wantStatus(t, restReq(t, s, "HEAD", "/api/hubs/hub1/groups/g2", "", nil), 404)
 	wantStatus(t, restReq(t, s, "HEAD", "/api/hubs/hub1/groups/g3", "", nil), 404)
-}
-
-func escapeSeg(s string) string {
-	r := strings.NewReplacer(" ", "%20", "/", "%2F")
-	return r.Replace(s)
 }
 
 func TestRESTClose(t *testing.T) {
@@ -200,14 +195,7 @@ func TestRESTBadInput(t *testing.T) {
 				defer resp.Body.Close()
 			}
 			wantStatus(t, resp, tc.status)
-			var detail struct{ Code, Message string }
-			body, _ := io.ReadAll(resp.Body)
-			if err := json.Unmarshal(body, &detail); err != nil || detail.Code == "" || detail.Message == "" {
-				t.Fatalf("error body %q is not an ErrorDetail", body)
-			}
-			if resp.Header.Get("x-ms-error-code") != detail.Code {
-				t.Fatalf("x-ms-error-code %q, body code %q", resp.Header.Get("x-ms-error-code"), detail.Code)
-			}
+			readErrorDetail(t, resp)
 		})
 	}
 	t.Run("bad-signature", func(t *testing.T) {
