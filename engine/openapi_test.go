@@ -1,8 +1,8 @@
 package engine
 
 // Conformance with the machine-readable REST contract: the official OpenAPI document for
-// api-version 2024-12-01 and its x-ms-examples, kept beside the repository in
-// ../shared/spec (rest-api.md, first paragraph). The tests read the JSON rather than a
+// api-version 2024-12-01 and its x-ms-examples, copied unchanged into testdata/openapi
+// (testdata/openapi/README.md says where from). The tests read the JSON rather than a
 // hand-copied route list, so an operation added to the document without a route fails here.
 
 import (
@@ -22,9 +22,9 @@ import (
 	"testing"
 )
 
-// oaSpecDir is ../shared/spec seen from the engine package directory: every checkout has
-// ../shared beside it, so a missing document fails the test instead of skipping it.
-const oaSpecDir = "../../shared/spec"
+// oaSpecDir holds the OpenAPI document and its examples. They are part of the repository,
+// so a missing document fails the test instead of skipping it.
+const oaSpecDir = "testdata/openapi"
 
 // oaDocument holds the parts of the Swagger 2.0 document the tests use.
 type oaDocument struct {
@@ -86,7 +86,7 @@ func loadOpenAPI(t *testing.T) (*oaDocument, []*oaOperation) {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(oaSpecDir, "webpubsub-openapi.json"))
 	if err != nil {
-		t.Fatalf("read the OpenAPI document (../shared must sit beside the checkout): %v", err)
+		t.Fatalf("read the OpenAPI document: %v", err)
 	}
 	var doc oaDocument
 	if err := json.Unmarshal(raw, &doc); err != nil {
@@ -657,9 +657,9 @@ func TestOpenAPIExamples(t *testing.T) {
 	doc, ops := loadOpenAPI(t)
 	s := testServer(t, nil)
 
-	files, err := filepath.Glob(filepath.Join(oaSpecDir, "openapi-examples", "*.json"))
+	files, err := filepath.Glob(filepath.Join(oaSpecDir, "examples", "*.json"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no example files in %s/openapi-examples: %v", oaSpecDir, err)
+		t.Fatalf("no example files in %s/examples: %v", oaSpecDir, err)
 	}
 	unused := map[string]bool{}
 	for _, f := range files {
@@ -672,9 +672,9 @@ func TestOpenAPIExamples(t *testing.T) {
 			t.Errorf("%s has no x-ms-examples", op.OperationID)
 		}
 		for exName, ref := range op.Examples {
-			// The document refers to ./examples/<file>; the copies live in openapi-examples/.
+			// The document refers to ./examples/<file>, as the copy beside it is laid out.
 			file := path.Base(ref.Ref)
-			raw, err := os.ReadFile(filepath.Join(oaSpecDir, "openapi-examples", file))
+			raw, err := os.ReadFile(filepath.Join(oaSpecDir, "examples", file))
 			if err != nil {
 				t.Errorf("%s: example %s refers to %q: %v", op.OperationID, exName, ref.Ref, err)
 				continue

@@ -1,5 +1,5 @@
 // Package upstream calls the application's event handlers ("upstream") with
-// CloudEvents over HTTP, as ../shared/spec/upstream-protocol.md specifies:
+// CloudEvents over HTTP, as Azure Web PubSub's event-handler protocol specifies:
 // azure.webpubsub.sys.connect, …sys.connected, …sys.disconnected and
 // …user.<event>, in HTTP binary content mode with exactly the headers of §3,
 // the abuse-protection handshake (§9), retries and timeouts (§11) and the

@@ -40,7 +40,7 @@
 // message's own scratch space). Whoever keeps such bytes beyond the input
 // buffer's lifetime copies them.
 //
-// Specs: RFC 6455 for framing; /work/shared/spec/client-protocol.md (§1.6
+// Specs: RFC 6455 for framing; the Web PubSub client protocol (§1.6
 // subprotocol negotiation, §4 data model, §5 JSON subprotocol, §7 reliable
 // subprotocols, §8 protobuf subprotocols, §9 limits and close codes) for
 // everything else. Section numbers in comments refer to these.

@@ -1,6 +1,6 @@
 // The protobuf subprotocols of Azure Web PubSub, protobuf.webpubsub.azure.v1
-// and protobuf.reliable.webpubsub.azure.v1, written from the field tables of
-// /work/shared/spec/client-protocol.md §8. Field numbers, types and presence
+// and protobuf.reliable.webpubsub.azure.v1, written from the field tables of the
+// published protobuf subprotocol (client protocol §8). Field numbers, types and presence
 // are what matters on the wire; message and package names are not (§8.1).
 //
 // Regenerate webpubsub.pb.go with `go generate ./wsproto/pb` (see gen.go).
