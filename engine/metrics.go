@@ -314,18 +314,16 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	defer m.mu.Unlock()
 	s := m.s
 	loops := *s.loopArr.Load()
-	replies := make(chan struct {
+	type reply struct {
 		lp *loop
 		sn *snapshot
-	}, len(loops)) // buffered: a late loop never blocks on a scrape that gave up
+	}
+	replies := make(chan reply, len(loops)) // buffered: a late loop never blocks on a scrape that gave up
 	asked := 0
 	for _, lp := range loops {
 		lp := lp
 		err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			replies <- struct {
-				lp *loop
-				sn *snapshot
-			}{lp, lp.snapshot()}
+			replies <- reply{lp, lp.snapshot()}
 			return nil
 		}))
 		if err == nil {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
 )
 
 // metricsServer is testServer with an admin listener on 127.0.0.1:0.
@@ -550,5 +552,36 @@ func TestAdminReadyBeforeStart(t *testing.T) {
 	plain := testServer(t, nil)
 	if plain.AdminAddr() != nil {
 		t.Errorf("AdminAddr %v without admin.address", plain.AdminAddr())
+	}
+}
+
+// TestMetricsScrapeBusyLoop: a loop that cannot answer a scrape in time is reported
+// with its previous snapshot, so the scrape ends within its bound and no counter
+// goes backwards.
+func TestMetricsScrapeBusyLoop(t *testing.T) {
+	s := metricsServer(t, func(c *Config) { c.Loops = 1 })
+	mustJSONClient(t, s, "anon", "u", nil, nil)
+	opened := series("webpubsub_connections_opened_total", "hub", "anon")
+	if got := scrape(t, s)[opened]; got != 1 {
+		t.Fatalf("%s = %g, want 1", opened, got)
+	}
+	release := make(chan struct{})
+	blocked := make(chan struct{})
+	for _, lp := range *s.loopArr.Load() {
+		_ = lp.el.Execute(t.Context(), gnet.RunnableFunc(func(context.Context) error {
+			close(blocked)
+			<-release
+			return nil
+		}))
+	}
+	<-blocked
+	start := time.Now()
+	got := scrape(t, s)[opened]
+	close(release)
+	if d := time.Since(start); d < scrapeWait || d > scrapeWait+2*time.Second {
+		t.Errorf("scrape of a busy loop took %v, want about %v", d, scrapeWait)
+	}
+	if got != 1 {
+		t.Errorf("%s = %g from the previous snapshot, want 1", opened, got)
 	}
 }
