@@ -131,6 +131,7 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 		return
 	}
 	if !c.kind.IsPubSub() {
+		c.countReceived(len(payload))
 		c.simpleMessage(op, payload)
 		return
 	}
@@ -162,6 +163,10 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 	if m.HasAckID && !c.recordAck(m.AckID) {
 		c.sendDuplicate(m.AckID)
 		return
+	}
+	switch m.Type {
+	case wsproto.MsgSendToGroup, wsproto.MsgEvent, wsproto.MsgInvoke:
+		c.countReceived(len(m.Data)) // data messages only: not joins, acks or pings
 	}
 	switch m.Type {
 	case wsproto.MsgJoinGroup, wsproto.MsgLeaveGroup:

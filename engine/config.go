@@ -37,6 +37,7 @@ type Config struct {
 
 	Upstream Upstream
 	Limits   Limits
+	Admin    Admin
 
 	// Loops is the number of gnet event loops. Zero means one per CPU.
 	Loops int
@@ -46,6 +47,18 @@ type Config struct {
 
 	// Logger receives all server logs. Nil discards them.
 	Logger *slog.Logger
+}
+
+// Admin is the operator listener (operations.md §2, §3): /livez, /readyz, /metrics
+// and, when enabled, /debug/pprof/. It is plain HTTP without authentication: bind it
+// to a private address.
+type Admin struct {
+	// Address is the TCP address of the admin listener, e.g. "127.0.0.1:9090". Empty
+	// means no admin listener.
+	Address string
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin listener. False
+	// (the default) answers 404 there.
+	Pprof bool
 }
 
 // Keys are the access keys. Both sign/verify client tokens and REST bearer tokens;

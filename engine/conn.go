@@ -30,7 +30,9 @@ type conn struct {
 	gc    gnet.Conn
 	lp    *loop
 	state connState
-	slot  int32 // index in lp.conns
+	// hubIdx is the hub's metrics label index (hubLabels), set at upgrade.
+	hubIdx uint16
+	slot   int32 // index in lp.conns
 
 	// Set at upgrade; immutable afterwards.
 	rc   *registry.Conn
@@ -201,6 +203,9 @@ func (c *conn) onClosed(err error) {
 		return
 	}
 	c.srv.reg.Remove(c.rc)
+	hc := &c.lp.stats.hubs[c.hubIdx]
+	hc.conns[protocolIndex(c.kind)]--
+	hc.closed[c.closedBy.categoryIndex()]++
 	if c.sess != nil && c.hub.up.HasDisconnected() {
 		c.sess.Disconnected(c.reason)
 	}

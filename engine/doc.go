@@ -46,6 +46,18 @@
 // each second, which pings connections idle for the hub's interval and closes those
 // silent for three intervals.
 //
+// # Metrics and the admin listener
+//
+// Config.Admin.Address opens a plain net/http listener, apart from the loops, with
+// /livez, /readyz (503 until the public port is up and from the start of a drain),
+// /metrics (Prometheus, on a private registry) and optionally /debug/pprof/. The
+// hot path does not pay for metrics: every counter a connection or a delivery moves
+// is a plain field of its loop's loopStats, written only by that loop. A scrape posts
+// one task per loop that copies them (bounded wait; a loop that does not answer is
+// reported with its previous copy) and sums the copies. Work off the loops counts
+// once per request or connection: REST and upstream series are Prometheus vectors,
+// reliable connections that end off their loop use a few atomics per hub.
+//
 // # Multi-node
 //
 // Every delivery goes through Server.deliver with a target list from the registry,

@@ -61,6 +61,9 @@ func (c *conn) simpleMessage(op ws.OpCode, payload []byte) {
 		frame := wsproto.AppendFrame(c.lp.scratch[:0], op, res.Body)
 		c.write(frame)
 		c.lp.scratch = frame[:0]
+		if c.state == stateWS {
+			c.countDelivered(len(res.Body))
+		}
 	})
 }
 
@@ -123,13 +126,18 @@ func (c *conn) pubsubEvent(m *wsproto.ClientMessage) {
 			m := &outMessage{dataType: dt, data: data}
 			if c.rel != nil {
 				kind := c.kind
-				c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, c.lp, 0)
+				if c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, c.lp, 0) {
+					c.countDelivered(len(data))
+				}
 			} else {
 				m.encode(c.kind.IsJSON(), !c.kind.IsJSON(), false)
 				if c.kind.IsJSON() {
 					c.write(m.pubsubFrame)
 				} else {
 					c.write(m.protoFrame)
+				}
+				if c.state == stateWS {
+					c.countDelivered(len(data))
 				}
 			}
 		}

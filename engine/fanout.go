@@ -126,6 +126,7 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 	var buckets []bucket
 	var json, proto, simple bool
 	n := 0
+	relSent, relHub := int64(0), uint16(0)
 	for _, rc := range targets {
 		if !m.wanted(rc) {
 			continue
@@ -134,7 +135,10 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 		if c.rel != nil {
 			// Reliable: a sequence id per recipient, kept until acknowledged.
 			kind := c.kind
-			c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, from, m.expires)
+			if c.rel.send(func(seq uint64) []byte { return m.sequencedFrame(kind, seq) }, from, m.expires) {
+				relSent++
+				relHub = c.hubIdx // every target is in the same hub
+			}
 			n++
 			continue
 		}
@@ -156,6 +160,19 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 		buckets[i].conns = append(buckets[i].conns, c)
 		n++
 	}
+	if relSent > 0 {
+		// Counted once per message, not per recipient: on the caller's loop when it
+		// has one, else (a REST worker) in the shared counters.
+		if from != nil {
+			hc := &from.stats.hubs[relHub]
+			hc.delivered += relSent
+			hc.deliveredBytes += relSent * int64(len(m.data))
+		} else {
+			sh := &s.shared[relHub]
+			sh.delivered.Add(relSent)
+			sh.deliveredBytes.Add(relSent * int64(len(m.data)))
+		}
+	}
 	m.encode(json, proto, simple)
 	for _, b := range buckets {
 		conns := b.conns
@@ -171,9 +188,14 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 	return n
 }
 
-// writeAll runs on the loop that owns every conn in conns.
+// writeAll runs on the loop that owns every conn in conns. A delivery counts when
+// the frame was written or queued (not to a closed connection, nor to a slow
+// consumer the write closed).
 func writeAll(conns []*conn, m *outMessage) {
 	for _, c := range conns {
+		if c.state != stateWS {
+			continue
+		}
 		switch {
 		case c.kind.IsJSON():
 			c.write(m.pubsubFrame)
@@ -182,7 +204,26 @@ func writeAll(conns []*conn, m *outMessage) {
 		default:
 			c.write(m.simpleFrame)
 		}
+		if c.state == stateWS {
+			c.countDelivered(len(m.data))
+		}
 	}
+}
+
+// countDelivered counts one data message of n payload bytes sent to c. Must run on
+// c's loop.
+func (c *conn) countDelivered(n int) {
+	hc := &c.lp.stats.hubs[c.hubIdx]
+	hc.delivered++
+	hc.deliveredBytes += int64(n)
+}
+
+// countReceived counts one data message of n payload bytes from c. Must run on c's
+// loop.
+func (c *conn) countReceived(n int) {
+	hc := &c.lp.stats.hubs[c.hubIdx]
+	hc.received++
+	hc.receivedBytes += int64(n)
 }
 
 // closeConns closes each target on its own loop with the app server's reason.

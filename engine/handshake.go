@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gobwas/ws"
@@ -27,6 +29,7 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 	s := c.srv
 	reject := func(status int, msg string, attrs ...any) {
 		s.log.Info("handshake rejected", append([]any{"status", status, "why", msg, "remote", c.remote()}, attrs...)...)
+		c.lp.rejectHandshake(status)
 		c.replyStatus(status, msg)
 	}
 	if s.draining.Load() {
@@ -154,10 +157,12 @@ func (c *conn) finishConnect(p *pendingConn, res upstream.ConnectResult) {
 		var rej *upstream.RejectError
 		if errors.As(res.Err, &rej) {
 			log.Info("connect rejected by the event handler", "status", rej.Status)
+			c.lp.rejectHandshake(rej.Status)
 			c.replyStatus(rej.Status, string(rej.Body))
 			return
 		}
 		log.Warn("connect event failed", "err", res.Err)
+		c.lp.rejectHandshake(500)
 		c.replyStatus(500, "the connect event handler failed")
 		return
 	}
@@ -172,6 +177,7 @@ func (c *conn) finishConnect(p *pendingConn, res upstream.ConnectResult) {
 	}
 	if res.Subprotocol != "" && !slices.Contains(p.offered, res.Subprotocol) {
 		log.Warn("connect event handler chose a subprotocol the client did not offer", "subprotocol", res.Subprotocol)
+		c.lp.rejectHandshake(500)
 		c.replyStatus(500, "the connect event handler chose a subprotocol the client did not offer")
 		return
 	}
@@ -191,6 +197,7 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 	resp, err := wsproto.AppendUpgradeResponse(nil, p.head, selected)
 	if err != nil {
 		s.log.Info("handshake rejected", "why", err.Error(), "remote", c.remote())
+		c.lp.rejectHandshake(responseStatus(resp))
 		_, _ = c.gc.Write(resp)
 		c.state = stateClosed
 		_ = c.gc.Close()
@@ -202,6 +209,7 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 	rc.SetRoles(p.roles)
 	if err := s.reg.Add(rc); err != nil {
 		s.log.Error("could not register connection", "err", err)
+		c.lp.rejectHandshake(500)
 		c.replyStatus(500, "could not register connection")
 		return
 	}
@@ -211,15 +219,20 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 		}
 	}
 	c.rc, c.kind, c.hub, c.sess = rc, kind, p.hub, p.sess
+	c.hubIdx = s.labels.index(p.hubName)
 	token := ""
 	if kind.IsReliable() {
 		c.rel = newReliable(c)
 		token = c.rel.token
+		s.reliables.Store(c.rel, struct{}{})
 	}
 	now := s.now().UnixNano()
 	c.lastRead, c.lastPing = now, now
 	c.state = stateWS
 	s.wsConns.Add(1)
+	hc := &c.lp.stats.hubs[c.hubIdx]
+	hc.opened++
+	hc.conns[protocolIndex(kind)]++
 	if kind.IsPubSub() {
 		resp = wsproto.AppendFrame(resp, frameOp(kind), appendConnected(kind, nil, p.userID, p.id, token))
 	}
@@ -235,6 +248,20 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		c.logger().Debug("connected", "protocol", selected, "groups", len(p.groups))
 	}
+}
+
+// responseStatus is the status code of an HTTP response written by wsproto, 0 when
+// it cannot be read.
+func responseStatus(resp []byte) int {
+	// "HTTP/1.1 400 Bad Request"
+	if len(resp) < 12 || !bytes.HasPrefix(resp, []byte("HTTP/1.")) {
+		return 0
+	}
+	n, err := strconv.Atoi(string(resp[9:12]))
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // connectQuery is the client URL's query without the access token (§4.1).
@@ -318,6 +345,7 @@ func (c *conn) recoverConn(head []byte, h *fasthttp.RequestHeader, hubName, id, 
 	resp, err := wsproto.AppendUpgradeResponse(nil, head, a.kind.String())
 	if err != nil {
 		c.srv.log.Info("recovery handshake rejected", "why", err.Error(), "remote", c.remote())
+		c.lp.rejectHandshake(responseStatus(resp))
 		_, _ = c.gc.Write(resp)
 		c.state = stateClosed
 		_ = c.gc.Close()

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/fasthttp"
@@ -78,6 +79,7 @@ func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
 	c.srv.log.Info("http: unknown route", "method", string(h.Method()), "path", path, "remote", c.remote())
 	cl := h.ContentLength()
 	if cl < 0 || cl > c.srv.cfg.Limits.MaxMessageBytes {
+		c.srv.metrics.restDone(opUnknown, 404, 0)
 		c.replyError(404, "Error.NotFound", "no route for "+path, true)
 		return
 	}
@@ -86,6 +88,7 @@ func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
 	}
 	_, _ = c.gc.Discard(headLen + cl)
 	c.lastRead = c.srv.now().UnixNano() // a whole request arrived: the idle clock restarts
+	c.srv.metrics.restDone(opUnknown, 404, 0)
 	c.replyError(404, "Error.NotFound", "no route for "+path, h.ConnectionClose())
 }
 
@@ -120,9 +123,11 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 	_, _ = c.gc.Discard(total)
 	c.state = stateREST
 	gc := c.gc
-	if !c.srv.pool.trySubmit(func() { c.srv.runREST(gc, req) }) {
+	start := time.Now()
+	if !c.srv.pool.trySubmit(func() { c.srv.runREST(gc, req, start) }) {
 		c.state = stateHTTP
 		c.srv.log.Warn("rest: worker queue full, answering 503")
+		c.srv.metrics.restDone(opUnknown, 503, time.Since(start))
 		c.replyError(503, "Error.ServiceUnavailable", "server busy, retry later", false)
 	}
 }
@@ -133,11 +138,15 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 func (c *conn) rejectLargeBody(h *fasthttp.RequestHeader, limit int) {
 	f := &restFailure{status: 413, code: "Error.PayloadTooLarge", message: "request body exceeds " + strconv.Itoa(limit) + " bytes"}
 	escPath, _, _ := strings.Cut(string(h.RequestURI()), "?")
+	op := opHealth
 	if !c.srv.isHealthPath(escPath) {
-		if _, early := c.srv.routeAndAuth(string(h.Method()), escPath, h.Peek("Authorization")); early != nil {
+		rt, early := c.srv.routeAndAuth(string(h.Method()), escPath, h.Peek("Authorization"))
+		if early != nil {
 			f = early
 		}
+		op = rt.metricsOp()
 	}
+	c.srv.metrics.restDone(op, f.status, 0)
 	var r fasthttp.Response
 	f.write(&r)
 	r.SetConnectionClose()
@@ -185,8 +194,9 @@ func chunkedEnd(b []byte) (int, bool) {
 var ctxPool = sync.Pool{New: func() any { return new(fasthttp.RequestCtx) }}
 
 // runREST runs on a pool worker: parse the buffered request, call the REST handler,
-// write the response through AsyncWrite, then resume reading on the loop.
-func (s *Server) runREST(gc gnet.Conn, raw []byte) {
+// write the response through AsyncWrite, then resume reading on the loop. start is
+// when the whole request had arrived, for the duration metric.
+func (s *Server) runREST(gc gnet.Conn, raw []byte, start time.Time) {
 	ctx := ctxPool.Get().(*fasthttp.RequestCtx)
 	ctx.Request.Reset()
 	ctx.Response.Reset()
@@ -196,14 +206,16 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	br.Reset(nil)
 	s.readers.Put(br)
 	closeConn := false
+	op := opUnknown
 	if err != nil {
 		s.log.Warn("rest: malformed request", "err", err)
 		setError(ctx, 400, "Error.BadRequest", "malformed HTTP request: "+err.Error())
 		closeConn = true
 	} else {
-		s.rest(ctx)
+		op = s.handleREST(ctx)
 		closeConn = ctx.Request.Header.ConnectionClose()
 	}
+	status := ctx.Response.StatusCode()
 	if closeConn {
 		ctx.Response.SetConnectionClose()
 	}
@@ -219,6 +231,10 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	if after != nil {
 		defer after()
 	}
+	// Counted before the deferred fan-out of a 202 send (defers run last first):
+	// accepted, not delivered.
+	elapsed := time.Since(start)
+	defer s.metrics.restDone(op, status, elapsed)
 	_ = gc.AsyncWrite(out, func(gc gnet.Conn, err error) error {
 		c, ok := gc.Context().(*conn)
 		if !ok || c.state != stateREST {

@@ -63,12 +63,13 @@ func (r *reliable) tokenMatches(t string) bool {
 // writes it to the attached socket. encode renders the frame for a sequence id. on is
 // the loop the caller runs on (nil off-loop). expires (unix nanoseconds, 0 = never)
 // is the REST messageTtlSeconds deadline: a recovery after it does not redeliver the
-// frame. Safe for concurrent use.
-func (r *reliable) send(encode func(seq uint64) []byte, on *loop, expires int64) {
+// frame. It reports whether the message was taken (for metrics: a delivery). Safe
+// for concurrent use.
+func (r *reliable) send(encode func(seq uint64) []byte, on *loop, expires int64) bool {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
-		return
+		return false
 	}
 	r.seq++
 	frame := encode(r.seq)
@@ -77,7 +78,7 @@ func (r *reliable) send(encode func(seq uint64) []byte, on *loop, expires int64)
 	if len(r.unacked) > maxUnackedMessages || r.bytes > maxUnackedBytes {
 		r.mu.Unlock()
 		r.terminate(closeSlowClient, "SlowClient: the reliable buffer of unacknowledged messages overflowed")
-		return
+		return false
 	}
 	sock := r.sock
 	direct := sock != nil && on == sock.lp && sock.asyncPending.Load() == 0
@@ -93,6 +94,7 @@ func (r *reliable) send(encode func(seq uint64) []byte, on *loop, expires int64)
 		// r.mu. Nothing can overtake it: other senders queue behind this callback.
 		sock.write(frame)
 	}
+	return true
 }
 
 // ack trims the buffer up to seq (client-protocol.md §7.3): acks at or below the
@@ -129,7 +131,7 @@ func (r *reliable) detach(sock *conn, terminal bool) {
 	if terminal || r.ended {
 		r.ended = true
 		r.mu.Unlock()
-		r.finalize(sock.reason)
+		r.finalize(sock.closedBy, sock.reason)
 		return
 	}
 	window := sock.srv.cfg.Limits.RecoveryWindow
@@ -141,7 +143,7 @@ func (r *reliable) detach(sock *conn, terminal bool) {
 		}
 		r.mu.Unlock()
 		if expired {
-			r.finalize("the connection was not recovered within " + window.String())
+			r.finalize(closeNone, "the connection was not recovered within "+window.String())
 		}
 	})
 	r.mu.Unlock()
@@ -162,7 +164,7 @@ func (r *reliable) terminate(reason closeReason, detail string) {
 	}
 	r.mu.Unlock()
 	if sock == nil {
-		r.finalize(detail)
+		r.finalize(reason, detail)
 		return
 	}
 	_ = sock.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
@@ -172,8 +174,10 @@ func (r *reliable) terminate(reason closeReason, detail string) {
 }
 
 // finalize removes the logical connection and sends the upstream disconnected
-// event, exactly once.
-func (r *reliable) finalize(reason string) {
+// event, exactly once. why is the close's category for metrics; reason the event's
+// text. It runs on a loop, a timer or a REST worker, so it counts in the shared
+// (atomic) counters: once per connection.
+func (r *reliable) finalize(why closeReason, reason string) {
 	r.mu.Lock()
 	done := r.finalized
 	r.finalized = true
@@ -184,6 +188,10 @@ func (r *reliable) finalize(reason string) {
 	}
 	a := r.anchor
 	a.srv.reg.Remove(a.rc)
+	a.srv.reliables.Delete(r)
+	sh := &a.srv.shared[a.hubIdx]
+	sh.conns[protocolIndex(a.kind)].Add(-1)
+	sh.closed[why.categoryIndex()].Add(1)
 	if a.sess != nil && a.hub.up.HasDisconnected() {
 		a.sess.Disconnected(reason)
 	}
@@ -215,7 +223,7 @@ func (r *reliable) recover(nc *conn, resp []byte) ([]byte, bool) {
 		r.timer = nil
 	}
 	a := r.anchor
-	nc.rc, nc.kind, nc.hub, nc.sess, nc.rel = a.rc, a.kind, a.hub, a.sess, r
+	nc.rc, nc.kind, nc.hub, nc.sess, nc.rel, nc.hubIdx = a.rc, a.kind, a.hub, a.sess, r, a.hubIdx
 	now := nc.srv.now().UnixNano()
 	nc.lastRead, nc.lastPing = now, now
 	nc.state = stateWS

@@ -25,21 +25,44 @@ type restRoute struct {
 	perm  string
 }
 
-// handleREST is the fasthttp RequestHandler of the data-plane API. It runs on the
-// worker pool. Validation order (rest-api.md §4): route → auth → names and query →
-// content type and body → execution.
-func (s *Server) handleREST(ctx *fasthttp.RequestCtx) {
+// handleREST serves one request of the data-plane API and returns its operation
+// name for metrics (opUnknown when it matched no route). It runs on the worker pool.
+// Validation order (rest-api.md §4): route → auth → names and query → content type
+// and body → execution.
+func (s *Server) handleREST(ctx *fasthttp.RequestCtx) (op string) {
 	rawURI := string(ctx.Request.Header.RequestURI())
 	escPath, _, _ := strings.Cut(rawURI, "?")
 	method := string(ctx.Method())
 	if s.health(ctx, escPath, method) {
-		return
+		return opHealth
 	}
 	rt, fail := s.routeAndAuth(method, escPath, ctx.Request.Header.Peek("Authorization"))
 	if fail != nil {
 		fail.write(&ctx.Response)
-		return
+		return rt.metricsOp()
 	}
+	s.serveRoute(ctx, rt, escPath)
+	return rt.op
+}
+
+// Operation names of requests that have no OpenAPI operation of the data plane
+// (webpubsub_rest_requests_total).
+const (
+	opHealth  = "HealthApi_GetServiceStatus" // the Azure operationId of /api/health
+	opUnknown = "unknown"                    // no route matched
+)
+
+// metricsOp is the operation label of a request routed to rt: opUnknown when no
+// route or no method matched.
+func (rt restRoute) metricsOp() string {
+	if rt.op == "" {
+		return opUnknown
+	}
+	return rt.op
+}
+
+// serveRoute runs the steps after route and auth for the matched operation rt.
+func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, rt restRoute, escPath string) {
 	args := ctx.QueryArgs()
 	if v := args.Peek("api-version"); len(v) > 0 && !knownAPIVersion(string(v)) {
 		s.log.Debug("rest: unknown api-version, serving as the latest", "api_version", string(v), "op", rt.op)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"github.com/valyala/fasthttp"
 
 	"github.com/webpubsub/webpubsub/registry"
 	"github.com/webpubsub/webpubsub/upstream"
@@ -37,7 +36,6 @@ type Server struct {
 	hubs     map[string]*hubConfig // lower-cased hub name → settings
 	defHub   *hubConfig
 	pool     *workerPool
-	rest     fasthttp.RequestHandler
 	// readers holds bufio.Readers that wrap fully buffered bytes, so fasthttp's
 	// blocking parsers never wait: they see EOF instead. Each is as large as the
 	// biggest request head allowed, because fasthttp needs a whole head in its buffer.
@@ -53,6 +51,15 @@ type Server struct {
 	connecting atomic.Int64 // handshakes waiting for the upstream connect event
 	up         *upstream.Client
 	dropLog    rateLimitedLog
+
+	// Metrics (metrics.go): hub label indexes, the counters moved off the loops
+	// (indexed like loopStats.hubs), the live reliable connections and the
+	// Prometheus registry the admin listener serves.
+	labels    *hubLabels
+	shared    []sharedHubCounters
+	reliables sync.Map // *reliable → struct{}; from upgrade until finalize
+	metrics   *metrics
+	admin     adminServer
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
@@ -72,6 +79,7 @@ type hubConfig struct {
 // Only its event loop goroutine touches it.
 type loop struct {
 	el      gnet.EventLoop
+	stats   loopStats             // this loop's metrics; written only by its goroutine
 	conns   []*conn               // every open connection of the loop; conn.slot is its index
 	scratch []byte                // frame encode buffer, reused within one callback
 	body    []byte                // message body encode buffer, reused within one callback
@@ -102,23 +110,30 @@ func New(cfg Config) (*Server, error) {
 		loops:    make(map[gnet.EventLoop]*loop),
 		now:      time.Now,
 	}
+	names := make([]string, 0, len(cfg.Hubs))
 	for name, h := range cfg.Hubs {
 		hc, err := newHubConfig(h)
 		if err != nil {
 			return nil, fmt.Errorf("engine: hubs.%s.eventHandlers: %w", name, err)
 		}
 		s.hubs[strings.ToLower(name)] = hc
+		names = append(names, name)
 	}
+	slices.Sort(names)
+	s.labels = newHubLabels(names)
+	s.shared = make([]sharedHubCounters, s.labels.size())
+	s.metrics = newMetrics(s)
 	if s.defHub, err = newHubConfig(cfg.DefaultHub); err != nil {
 		return nil, fmt.Errorf("engine: defaultHub.eventHandlers: %w", err)
 	}
-	if s.up, err = upstream.New(upstreamConfig(cfg, log)); err != nil {
+	upCfg := upstreamConfig(cfg, log)
+	upCfg.OnAttempt = s.metrics.upstreamAttempt
+	if s.up, err = upstream.New(upCfg); err != nil {
 		return nil, err
 	}
 	s.pool = newWorkerPool(cfg.Workers, 8192)
 	headBuf := cfg.Limits.MaxHeaderBytes + 1024
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, headBuf) }
-	s.rest = s.handleREST
 	empty := []*loop{}
 	s.loopArr.Store(&empty)
 	return s, nil
@@ -243,9 +258,13 @@ func (s *Server) hub(name string) *hubConfig {
 	return s.defHub
 }
 
-// Start listens and serves in the background. It returns once the port accepts
-// connections, or with the listen error.
+// Start listens and serves in the background: the admin listener first (when
+// Admin.Address is set; /readyz answers 503 until the public port is up), then the
+// public port. It returns once the port accepts connections, or with the listen error.
 func (s *Server) Start() error {
+	if err := s.startAdmin(); err != nil {
+		return err
+	}
 	go func() {
 		defer close(s.stopped)
 		err := gnet.Run(s, "tcp://"+s.cfg.Listen,
@@ -267,6 +286,7 @@ func (s *Server) Start() error {
 		if s.runErr == nil {
 			s.runErr = errors.New("engine: server stopped before it started")
 		}
+		s.stopAdmin(context.Background())
 		return fmt.Errorf("engine: listen on %s: %w", s.cfg.Listen, s.runErr)
 	}
 }
@@ -282,7 +302,8 @@ func (s *Server) Err() error { return s.runErr }
 
 // Shutdown stops accepting work, closes every WebSocket with a close frame (1001
 // going away, after a `disconnected` message for PubSub clients), waits for the
-// frames to flush or ctx to end, then stops the reactor.
+// frames to flush or ctx to end, then stops the reactor and, last, the admin
+// listener (so /readyz answers 503 for the whole drain).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	for _, lp := range *s.loopArr.Load() {
@@ -312,6 +333,7 @@ stop:
 	s.pool.stop()
 	s.up.Close()
 	<-s.stopped
+	s.stopAdmin(ctx)
 	return err
 }
 
@@ -343,7 +365,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	if lp, ok := s.loops[el]; ok {
 		return lp
 	}
-	lp := &loop{el: el}
+	lp := &loop{el: el, stats: loopStats{hubs: make([]hubCounters, s.labels.size())}}
 	s.loops[el] = lp
 	arr := make([]*loop, 0, len(s.loops))
 	for _, l := range s.loops {

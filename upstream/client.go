@@ -219,6 +219,7 @@ func (c *Client) run(t *task) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	c.buildRequest(req, t)
+	start := time.Now()
 	err := c.http.DoTimeout(req, resp, c.cfg.Timeout)
 	fasthttp.ReleaseRequest(req)
 	var o outcome
@@ -228,7 +229,11 @@ func (c *Client) run(t *task) {
 		o = c.readResponse(t, resp)
 	}
 	fasthttp.ReleaseResponse(resp)
-	if o.retryable && t.attempt < len(c.cfg.RetryDelays) && !c.closed.Load() {
+	retry := o.retryable && t.attempt < len(c.cfg.RetryDelays) && !c.closed.Load()
+	if c.cfg.OnAttempt != nil {
+		c.cfg.OnAttempt(Attempt{Event: t.kind.String(), Outcome: o.result(retry), Duration: time.Since(start)})
+	}
+	if retry {
 		delay := c.cfg.RetryDelays[t.attempt]
 		t.attempt++
 		c.retried.Add(1)
@@ -242,6 +247,19 @@ func (c *Client) run(t *task) {
 		return
 	}
 	c.finish(t, o)
+}
+
+// result is the Attempt outcome of o; retry reports whether the event is sent again.
+func (o outcome) result(retry bool) Outcome {
+	switch {
+	case retry:
+		return OutcomeRetried
+	case o.err == nil:
+		return OutcomeSuccess
+	case o.status >= 400 && o.status < 500 && o.status != 408:
+		return OutcomeRejected
+	}
+	return OutcomeFailed
 }
 
 // classifyError maps a fasthttp error to the package's errors and the §11 retry

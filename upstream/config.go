@@ -58,6 +58,52 @@ type Config struct {
 
 	// Logger receives the package's log lines. Nil means discard.
 	Logger *slog.Logger
+	// OnAttempt, when set, is called after every HTTP request to an event handler
+	// (each attempt of an event, each abuse-protection validation request) with what
+	// it was and how it ended: the engine's metrics. It runs on the upstream worker
+	// that made the request and must not block. Nil means none.
+	OnAttempt func(Attempt)
+}
+
+// Attempt describes one finished HTTP request to an event handler.
+type Attempt struct {
+	// Event is "connect", "connected", "disconnected", "user" (any user event) or
+	// "validate" (the abuse-protection OPTIONS or GET, §9).
+	Event string
+	// Outcome is how the request ended.
+	Outcome Outcome
+	// Duration is from sending the request until its response was read or it failed.
+	Duration time.Duration
+}
+
+// Outcome is how one request to an event handler ended.
+type Outcome uint8
+
+const (
+	// OutcomeSuccess: a 2xx answer that the event accepted (for validation: the
+	// handler allowed our origin).
+	OutcomeSuccess Outcome = iota
+	// OutcomeRejected: a 4xx answer that ends the event (a connect rejection, or
+	// any other 4xx but 408).
+	OutcomeRejected
+	// OutcomeFailed: the event's last attempt failed otherwise: 5xx, 408, timeout,
+	// network error, redirect or an invalid response.
+	OutcomeFailed
+	// OutcomeRetried: the attempt failed and the event is sent again (§11).
+	OutcomeRetried
+)
+
+// String returns the outcome's metric label: success, rejected, failed or retried.
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeSuccess:
+		return "success"
+	case OutcomeRejected:
+		return "rejected"
+	case OutcomeRetried:
+		return "retried"
+	}
+	return "failed"
 }
 
 // Defaults (config.md §3.1, upstream-protocol.md §11).

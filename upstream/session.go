@@ -178,6 +178,19 @@ const (
 	kindUser
 )
 
+// String is the kind's Attempt.Event name.
+func (k eventKind) String() string {
+	switch k {
+	case kindConnect:
+		return "connect"
+	case kindConnected:
+		return "connected"
+	case kindDisconnected:
+		return "disconnected"
+	}
+	return "user"
+}
+
 // task is one event of a session, from queueing to its last attempt.
 type task struct {
 	s       *Session

@@ -122,6 +122,11 @@ func (c *Client) validateOnce(url string) (bool, string) {
 	if err == nil && status == fasthttp.StatusNotFound {
 		status, allowed, err = c.validationRequest(fasthttp.MethodGet, url)
 	}
+	return c.validationResult(status, allowed, err)
+}
+
+// validationResult applies the §9.2 rule to a validation answer.
+func (c *Client) validationResult(status int, allowed [][]byte, err error) (bool, string) {
 	switch {
 	case err != nil:
 		return false, err.Error()
@@ -148,14 +153,36 @@ func (c *Client) validationRequest(method, url string) (int, [][]byte, error) {
 	req.SetRequestURI(url)
 	req.Header.Add("WebHook-Request-Origin", c.cfg.RequestOrigin)
 	req.Header.Add("ce-awpsversion", "1.0")
-	if err := c.http.DoTimeout(req, resp, c.cfg.ValidationTimeout); err != nil {
-		return 0, nil, classifyError(err).err
-	}
+	start := time.Now()
+	err := c.http.DoTimeout(req, resp, c.cfg.ValidationTimeout)
 	var allowed [][]byte
-	for _, v := range resp.Header.PeekAll("WebHook-Allowed-Origin") {
-		allowed = append(allowed, append([]byte(nil), v...))
+	status := 0
+	if err != nil {
+		err = classifyError(err).err
+	} else {
+		status = resp.StatusCode()
+		for _, v := range resp.Header.PeekAll("WebHook-Allowed-Origin") {
+			allowed = append(allowed, append([]byte(nil), v...))
+		}
 	}
-	return resp.StatusCode(), allowed, nil
+	if c.cfg.OnAttempt != nil {
+		a := Attempt{Event: "validate", Outcome: OutcomeFailed, Duration: time.Since(start)}
+		switch {
+		case err == nil && status == fasthttp.StatusNotFound && method == fasthttp.MethodOptions:
+			// Not an outcome yet: the GET that follows decides (§9.1).
+			a.Outcome = OutcomeRetried
+		case err == nil && status >= 400 && status < 500:
+			a.Outcome = OutcomeRejected
+		case err == nil && status >= 200 && status < 300:
+			if ok, _ := c.validationResult(status, allowed, nil); ok {
+				a.Outcome = OutcomeSuccess
+			} else {
+				a.Outcome = OutcomeRejected
+			}
+		}
+		c.cfg.OnAttempt(a)
+	}
+	return status, allowed, err
 }
 
 // originAllowed applies §9.2: some comma-separated, trimmed value is "*" or

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/webpubsub/webpubsub/bench"
 	"github.com/webpubsub/webpubsub/engine"
@@ -55,6 +56,9 @@ most --conns-per-worker connections each, so no process passes the open-file lim
 (ulimit -n). Source addresses are spread over 127.0.0.1-127.0.0.254 against a loopback
 server. Every run stops by itself: after the count, the planned time and --timeout.
 The bench reports its own CPU (itself and its workers) beside the server's.
+--scrape URL plays a Prometheus server during the run: a GET of URL (the server's admin
+/metrics) every --scrape-interval (1s); the result reports the scrapes that succeeded and
+keeps its benchmark name, so benchstat compares a run with a scraper to one without.
 The server is given by --connection-string or $WEBPUBSUB_CONNECTION_STRING.
 With $WEBPUBSUB_BENCH_WORKER_CPUPROFILE=PREFIX each worker writes a CPU profile to PREFIX.PID.
 Run "webpubsub bench SCENARIO --help" for all flags.
@@ -119,6 +123,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "server process id, to read its memory, threads and CPU time from /proc")
 	format := fs.String("format", "table", "table (a table and the benchmark line), bench (Go benchmark lines only, for benchstat) or json")
 	progress := fs.Bool("progress", isTerminal(os.Stderr), "print a status line to stderr every second (default: when stderr is a terminal)")
+	scrapeURL := fs.String("scrape", "", "GET this URL (the server's admin /metrics) every --scrape-interval during the run, like a Prometheus server, and report how many scrapes succeeded")
+	scrapeInterval := fs.Duration("scrape-interval", time.Second, "time between two --scrape GETs")
 
 	var run func(context.Context) (*bench.Result, error)
 	var printConfig func() int
@@ -239,7 +245,17 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var scraper *bench.Scraper
+	if *scrapeURL != "" {
+		scraper = bench.StartScraper(*scrapeURL, *scrapeInterval)
+	}
 	res, err := run(ctx)
+	if scraper != nil {
+		st := scraper.Stop()
+		if res != nil {
+			res.AddScrapes(*scrapeURL, st)
+		}
+	}
 	if err != nil && res == nil {
 		fmt.Fprintf(stderr, "webpubsub bench %s: %v\n", scenario, err)
 		if errors.Is(err, bench.ErrConfig) {

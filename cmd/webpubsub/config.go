@@ -54,7 +54,7 @@ var hubNameRE = regexp.MustCompile("^[A-Za-z][A-Za-z0-9_`,.[\\]]{0,127}$")
 // Schema key names, as written in config.md §3.1. Keys are matched case-insensitively and
 // ignoring '_', so that WPS_LIMITS__MAX_MESSAGE_BYTES and WPS_LIMITS__MAXMESSAGEBYTES both
 // reach limits.maxMessageBytes.
-var topLevelKeys = []string{"endpoint", "listen", "keys", "auth", "hubs", "defaultHub", "upstream", "limits"}
+var topLevelKeys = []string{"endpoint", "listen", "keys", "auth", "hubs", "defaultHub", "upstream", "limits", "admin"}
 
 // loadConfig reads a YAML or JSON file (JSON when the content starts with '{'), expands
 // ${VAR} in its string values from environ, applies WPS_* environment overrides,
@@ -559,6 +559,7 @@ func buildConfig(root map[string]any, info *fileInfo) (engine.Config, error) {
 		},
 		func() error { return readUpstream(top["upstream"], &cfg) },
 		func() error { return readLimits(top["limits"], &cfg) },
+		func() error { return readAdmin(top["admin"], &cfg) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -1153,4 +1154,31 @@ func readLimits(v any, cfg *engine.Config) error {
 		}
 	}
 	return readInts(s, f, fields)
+}
+
+// readAdmin reads the admin listener (operations.md §2): address "" (the default)
+// means none.
+func readAdmin(v any, cfg *engine.Config) error {
+	s, err := asSection("admin", v)
+	if err != nil {
+		return err
+	}
+	f, err := s.fields("address", "pprof")
+	if err != nil {
+		return err
+	}
+	if cfg.Admin.Address, err = stringValue("admin.address", f["address"]); err != nil {
+		return err
+	}
+	if cfg.Admin.Address != "" {
+		if err := checkListenAddress(cfg.Admin.Address); err != nil {
+			return bad("admin.address", f["address"], "%v", err)
+		}
+	}
+	if f["pprof"] != nil {
+		if cfg.Admin.Pprof, err = boolValue("admin.pprof", f["pprof"]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -236,6 +236,11 @@ hubs:
 				t.Errorf("upstream = %+v", cfg.Upstream)
 			}
 		}},
+		{"admin", []string{"WPS_ADMIN__ADDRESS=127.0.0.1:9090", "WPS_ADMIN__PPROF=true"}, func(t *testing.T, cfg engine.Config) {
+			if cfg.Admin != (engine.Admin{Address: "127.0.0.1:9090", Pprof: true}) {
+				t.Errorf("admin = %+v", cfg.Admin)
+			}
+		}},
 		{"unrelated-wps-variable", []string{"WPS_PRIMARY_KEY=x", "WPS_DEV=1"}, func(t *testing.T, cfg engine.Config) {
 			if cfg.Keys.Primary != "file-key" {
 				t.Errorf("primary = %q", cfg.Keys.Primary)
@@ -382,6 +387,11 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"upstream-timeout", "upstream: {timeoutSeconds: -1}", "upstream.timeoutSeconds"},
 		{"upstream-retry", "upstream: {retry: {delaysSeconds: [1, x]}}", "upstream.retry.delaysSeconds[1]"},
 		{"upstream-validation", "upstream: {validation: {enabled: sometimes}}", "upstream.validation.enabled"},
+		{"admin-address", "admin: {address: 'nohost'}", "admin.address"},
+		{"admin-port", "admin: {address: ':70000'}", "admin.address"},
+		{"admin-pprof", "admin: {pprof: sometimes}", "admin.pprof"},
+		{"admin-unknown", "admin: {metrics: true}", `unknown key "admin.metrics"`},
+		{"admin-scalar", "admin: ':9090'", "admin"},
 		{"skew-negative", "auth: {clockSkewSeconds: -5}", "auth.clockSkewSeconds"},
 		{"strict-not-bool", "auth: {strictAudienceHost: 3}", "auth.strictAudienceHost"},
 		{"entra", "auth: {entra: {enabled: true}}", "auth.entra.enabled"},

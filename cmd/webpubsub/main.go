@@ -67,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  webpubsub [serve] [--config FILE] [--listen ADDR] [--access-key KEY] [--log-level LEVEL]
+  webpubsub [serve] [--config FILE] [--listen ADDR] [--access-key KEY] [--admin ADDR] [--log-level LEVEL]
   webpubsub token --hub HUB [--user ID] [--role ROLE]... [--group GROUP]... [--ttl 1h] [--connection-string CS]
   webpubsub version
 Run "webpubsub COMMAND --help" for a command's flags.
@@ -88,7 +88,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	accessKey := fs.String("access-key", "", "primary access key, overrides keys.primary")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	checkOnly := fs.Bool("check", false, "validate the configuration, print the effective settings and exit")
-	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) for profiling; off by default")
+	adminAddr := fs.String("admin", "", "address of the admin listener (/livez, /readyz, /metrics; /debug/pprof/ with admin.pprof), overrides admin.address; off by default")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -107,6 +107,13 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	if *accessKey != "" {
 		cfg.Keys.Primary = *accessKey
+	}
+	if *adminAddr != "" {
+		if err := checkListenAddress(*adminAddr); err != nil {
+			fmt.Fprintf(stderr, "webpubsub: --admin %q: %v\n", *adminAddr, err)
+			return exitUsage
+		}
+		cfg.Admin.Address = *adminAddr
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:8080"
@@ -163,13 +170,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		key = cfg.Keys.Primary
 		fmt.Fprintln(stdout, "webpubsub: development mode: no configuration, using the well-known development access key (never expose this port)")
 	}
-	if *pprofAddr != "" {
-		if err := servePprof(*pprofAddr, stdout); err != nil {
-			fmt.Fprintf(stderr, "webpubsub: --pprof %s: %v\n", *pprofAddr, err)
-			return exitUsage
-		}
-	}
 	fmt.Fprintf(stdout, "webpubsub: listening on http://%s\n", addr)
+	if a := srv.AdminAddr(); a != nil {
+		fmt.Fprintf(stdout, "webpubsub: admin listener on http://%s (/livez, /readyz, /metrics", a)
+		if cfg.Admin.Pprof {
+			fmt.Fprint(stdout, ", /debug/pprof/")
+		}
+		fmt.Fprintln(stdout, ")")
+	}
 	fmt.Fprintf(stdout, "Connection string: Endpoint=%s;AccessKey=%s;Version=1.0;\n", endpoint, key)
 
 	sig := make(chan os.Signal, 1)
