@@ -27,6 +27,9 @@ type Client struct {
 	validMu     sync.Mutex
 	validations map[string]*validation // by target.validateURL
 
+	// keys sign ce-signature: Config.Keys until SetKeys replaces them.
+	keys atomic.Pointer[[]string]
+
 	pending atomic.Int64 // events accepted and not yet finished
 	closed  atomic.Bool
 
@@ -37,7 +40,8 @@ type Client struct {
 
 	sent, failed, retried, dropped atomic.Uint64
 
-	warn rateLimiter
+	// warn rate-limits warnings per kind (warnKindOf): one line a second each.
+	warn [3]rateLimit
 	now  func() time.Time // replaced in tests
 	// encode writes an event's headers: writeHeaders; the sdk-go variant in
 	// bench_test.go for the comparison doc.go reports.
@@ -95,7 +99,7 @@ func New(cfg Config) (*Client, error) {
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
 	}
-	c.warn.max = 20
+	c.keys.Store(&cfg.Keys)
 	return c, nil
 }
 
@@ -361,7 +365,7 @@ func (c *Client) finish(t *task, o outcome) {
 		if errors.As(o.err, &re) {
 			level = slog.LevelInfo
 		}
-		c.logEvent(level, "upstream: event failed", t, slog.Any("error", o.err))
+		c.logEvent(level, msgEventFailed, t, slog.Any("error", o.err))
 	}
 	switch t.kind {
 	case kindConnect:
@@ -381,6 +385,23 @@ func (c *Client) finish(t *task, o outcome) {
 	s.next()
 }
 
+// Warnings of logEvent, each rate-limited on its own (operations.md §4).
+const (
+	msgEventFailed  = "upstream: event failed"
+	msgEventDropped = "upstream: too many pending events, event dropped"
+)
+
+// warnKindOf picks the rate limit of a warning: failed events, dropped events, others.
+func warnKindOf(msg string) int {
+	switch msg {
+	case msgEventFailed:
+		return 0
+	case msgEventDropped:
+		return 1
+	}
+	return 2
+}
+
 // logEvent writes one line about t with hub, connection id, event and URL
 // (without query). Warnings are rate-limited.
 func (c *Client) logEvent(level slog.Level, msg string, t *task, attrs ...slog.Attr) {
@@ -389,12 +410,12 @@ func (c *Client) logEvent(level slog.Level, msg string, t *task, attrs ...slog.A
 		return
 	}
 	if level >= slog.LevelWarn {
-		ok, suppressed := c.warn.allow(c.now())
+		suppressed, ok := c.warn[warnKindOf(msg)].allow(c.now())
 		if !ok {
 			return
 		}
 		if suppressed > 0 {
-			attrs = append(attrs, slog.Uint64("suppressedSinceLast", suppressed))
+			attrs = append(attrs, slog.Int64("suppressed", suppressed))
 		}
 	}
 	base := []slog.Attr{
@@ -409,30 +430,12 @@ func (c *Client) logEvent(level slog.Level, msg string, t *task, attrs ...slog.A
 	c.log.LogAttrs(ctx, level, msg, append(base, attrs...)...)
 }
 
-// rateLimiter allows max lines per second and counts the rest.
-type rateLimiter struct {
-	mu         sync.Mutex
-	max        int
-	window     int64
-	n          int
-	suppressed uint64
-}
-
-func (r *rateLimiter) allow(now time.Time) (bool, uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	sec := now.Unix()
-	if sec != r.window {
-		r.window, r.n = sec, 0
-	}
-	if r.n >= r.max {
-		r.suppressed++
-		return false, 0
-	}
-	r.n++
-	s := r.suppressed
-	r.suppressed = 0
-	return true, s
+// SetKeys replaces the access keys that sign ce-signature (primary first) after a key
+// rotation: every event sent from now on, also of existing sessions, is signed with
+// keys. Safe for concurrent use.
+func (c *Client) SetKeys(keys []string) {
+	keys = append([]string(nil), keys...)
+	c.keys.Store(&keys)
 }
 
 // SetPublicHostPort sets the host:port accepted in WebHook-Allowed-Origin (§9.2),
