@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -37,7 +38,9 @@ func (c *conn) userEvent(name string, ct upstream.ContentType, body []byte, then
 func (c *conn) simpleMessage(op ws.OpCode, payload []byte) {
 	if !c.hub.up.HasUserEvent("message") {
 		// Azure drops the client; it was observed closing with 1000 and no reason.
-		c.srv.dropLog.log(c.logger(), "no event handler for the message event: closing the simple client")
+		if n, ok := c.srv.warn[warnNoHandler].allow(c.srv.now()); ok {
+			c.logger().Info("no event handler for the message event: closing the simple client", "suppressed", n)
+		}
 		c.close(closeNoHandler, "")
 		return
 	}
@@ -47,7 +50,7 @@ func (c *conn) simpleMessage(op ws.OpCode, payload []byte) {
 	}
 	c.userEvent("message", ct, payload, func(res upstream.EventResult) {
 		if res.Err != nil {
-			c.logger().Warn("message event failed", "err", res.Err)
+			c.srv.limited(c.logger(), warnEventFailed, slog.LevelWarn, "message event failed", "err", res.Err)
 			c.close(closeEventFailed, "")
 			return
 		}
@@ -111,7 +114,7 @@ func (c *conn) pubsubEvent(m *wsproto.ClientMessage) {
 			res.Err = errors.New("engine: the event handler replied with a body that is not text, valid JSON or binary")
 		}
 		if res.Err != nil {
-			c.logger().Warn("user event failed", "event", name, "err", res.Err)
+			c.srv.limited(c.logger(), warnEventFailed, slog.LevelWarn, "user event failed", "event", name, "err", res.Err)
 			if hasAck {
 				c.sendAck(ackID, "InvocationFailed", "The event handler returned a failure.")
 				return
@@ -152,7 +155,7 @@ func (c *conn) invoke(m *wsproto.ClientMessage) {
 			res.Err = errors.New("engine: the event handler replied with a body that is not text, valid JSON or binary")
 		}
 		if res.Err != nil {
-			c.logger().Warn("invoke failed", "event", name, "err", res.Err)
+			c.srv.limited(c.logger(), warnEventFailed, slog.LevelWarn, "invoke failed", "event", name, "err", res.Err)
 			c.writeInvokeResponse(id, res, invokeErrorName(res.Err), "The event handler returned a failure.")
 			return
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +26,7 @@ func (c *conn) onHTTP() {
 	end := bytes.Index(buf, headEnd)
 	if end < 0 || end+len(headEnd) > maxHead {
 		if end >= 0 || len(buf) > maxHead {
-			c.srv.log.Warn("http: request head too large", "remote", c.remote(), "limit_bytes", maxHead)
+			c.srv.limited(c.srv.log, warnHead, slog.LevelWarn, "http: request head too large", "status", 431, "remote", c.remote(), "limit_bytes", maxHead)
 			c.replyError(431, "Error.RequestHeaderFieldsTooLarge", "request head exceeds "+strconv.Itoa(maxHead)+" bytes", true)
 		}
 		return
@@ -38,7 +39,10 @@ func (c *conn) onHTTP() {
 	br.Reset(nil)
 	c.srv.readers.Put(br)
 	if err != nil {
-		c.srv.log.Warn("http: malformed request head", "remote", c.remote(), "err", err)
+		if n, ok := c.srv.warn[warnHead].allow(c.srv.now()); ok {
+			// fasthttp's errors quote the request line, which may carry an access token.
+			c.srv.log.Warn("http: malformed request head", "status", 400, "remote", c.remote(), "err", redactSecrets(err.Error()), "suppressed", n)
+		}
 		c.replyError(400, "Error.BadRequest", "malformed HTTP request", true)
 		return
 	}
@@ -75,9 +79,9 @@ func (c *conn) remote() string {
 }
 
 func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
-	c.srv.log.Info("http: unknown route", "method", string(h.Method()), "path", path, "remote", c.remote())
+	c.debug("http: unknown route", "method", string(h.Method()), "path", path)
 	cl := h.ContentLength()
-	if cl < 0 || cl > c.srv.cfg.Limits.MaxMessageBytes {
+	if cl < 0 || cl > c.srv.settings().cfg.Limits.MaxMessageBytes {
 		c.replyError(404, "Error.NotFound", "no route for "+path, true)
 		return
 	}
@@ -92,11 +96,11 @@ func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
 // startREST waits for the whole body, copies the request once and hands it to the
 // worker pool. The connection reads nothing more until the response is out.
 func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
-	limit := c.srv.cfg.Limits.MaxMessageBytes
+	limit := c.srv.settings().cfg.Limits.MaxMessageBytes
 	total := headLen
 	switch cl := h.ContentLength(); {
 	case cl > limit:
-		c.srv.log.Warn("rest: body too large", "bytes", cl, "limit_bytes", limit)
+		c.srv.limited(c.srv.log, warnTooBig, slog.LevelWarn, "rest: body too large", "status", 413, "remote", c.remote(), "bytes", cl, "limit_bytes", limit)
 		c.rejectLargeBody(h, limit)
 		return
 	case cl > 0:
@@ -108,7 +112,7 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 		n, ok := chunkedEnd(buf[headLen:])
 		if !ok {
 			if len(buf)-headLen > limit+limit/8 {
-				c.srv.log.Warn("rest: chunked body too large", "limit_bytes", limit)
+				c.srv.limited(c.srv.log, warnTooBig, slog.LevelWarn, "rest: chunked body too large", "status", 413, "remote", c.remote(), "limit_bytes", limit)
 				c.rejectLargeBody(h, limit)
 			}
 			return
@@ -122,7 +126,7 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 	gc := c.gc
 	if !c.srv.pool.trySubmit(func() { c.srv.runREST(gc, req) }) {
 		c.state = stateHTTP
-		c.srv.log.Warn("rest: worker queue full, answering 503")
+		c.srv.limited(c.srv.log, warnBusy, slog.LevelWarn, "rest: worker queue full", "status", 503)
 		c.replyError(503, "Error.ServiceUnavailable", "server busy, retry later", false)
 	}
 }
@@ -192,12 +196,12 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	ctx.Response.Reset()
 	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(bytes.NewReader(raw))
-	err := ctx.Request.ReadLimitBody(br, s.cfg.Limits.MaxMessageBytes)
+	err := ctx.Request.ReadLimitBody(br, s.settings().cfg.Limits.MaxMessageBytes)
 	br.Reset(nil)
 	s.readers.Put(br)
 	closeConn := false
 	if err != nil {
-		s.log.Warn("rest: malformed request", "err", err)
+		s.limited(s.log, warnHead, slog.LevelWarn, "rest: malformed request", "status", 400, "err", redactSecrets(err.Error()))
 		setError(ctx, 400, "Error.BadRequest", "malformed HTTP request: "+err.Error())
 		closeConn = true
 	} else {

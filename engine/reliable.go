@@ -132,7 +132,7 @@ func (r *reliable) detach(sock *conn, terminal bool) {
 		r.finalize(sock.reason)
 		return
 	}
-	window := sock.srv.cfg.Limits.RecoveryWindow
+	window := sock.srv.settings().cfg.Limits.RecoveryWindow
 	r.timer = time.AfterFunc(window, func() {
 		r.mu.Lock()
 		expired := r.sock == nil && !r.ended
@@ -184,7 +184,9 @@ func (r *reliable) finalize(reason string) {
 	}
 	a := r.anchor
 	a.srv.reg.Remove(a.rc)
-	if a.sess != nil && a.hub.up.HasDisconnected() {
+	if a.sess != nil {
+		// The session matches the hub's current handlers (refreshHub keeps it up to
+		// date); a.hub may be stale, and is another loop's to write.
 		a.sess.Disconnected(reason)
 	}
 }
@@ -215,7 +217,9 @@ func (r *reliable) recover(nc *conn, resp []byte) ([]byte, bool) {
 		r.timer = nil
 	}
 	a := r.anchor
-	nc.rc, nc.kind, nc.hub, nc.sess, nc.rel = a.rc, a.kind, a.hub, a.sess, r
+	// a.hub belongs to a's loop: look the hub up afresh rather than read it.
+	st := nc.srv.settings()
+	nc.rc, nc.kind, nc.hub, nc.hubGen, nc.sess, nc.rel = a.rc, a.kind, st.hub(a.rc.Hub), st.gen, a.sess, r
 	now := nc.srv.now().UnixNano()
 	nc.lastRead, nc.lastPing = now, now
 	nc.state = stateWS
