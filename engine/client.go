@@ -58,7 +58,7 @@ func (c *conn) protocolError(err error) {
 	if errors.As(err, &pe) && pe.Status == ws.StatusMessageTooBig {
 		limit := c.srv.settings().cfg.Limits.MaxMessageBytes
 		if n, ok := c.srv.warn[warnTooBig].allow(c.srv.now()); ok {
-			c.logger().Warn("message too big", "limit_bytes", limit, "suppressed", n)
+			c.logger().Warn("message too big", "limit_bytes", limit, suppressedAttr(n))
 		}
 		c.close(closeTooBig, "BadRequest: message exceeds "+strconv.Itoa(limit)+" bytes")
 		return
@@ -201,7 +201,7 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 			// No handler: InvocationFailed with an ackId, else a dropped connection
 			// (client-protocol.md §5.2, upstream-protocol.md §6.1).
 			if n, ok := c.srv.warn[warnNoHandler].allow(c.srv.now()); ok {
-				c.logger().Info("no event handler for user event", "event", m.Event, "suppressed", n)
+				c.logger().Info("no event handler for user event", "event", m.Event, suppressedAttr(n))
 			}
 			if m.HasAckID {
 				c.fail(m, "InvocationFailed", "No event handler is registered for event '"+m.Event+"'.")

@@ -39,7 +39,7 @@ func (c *conn) simpleMessage(op ws.OpCode, payload []byte) {
 	if !c.hub.up.HasUserEvent("message") {
 		// Azure drops the client; it was observed closing with 1000 and no reason.
 		if n, ok := c.srv.warn[warnNoHandler].allow(c.srv.now()); ok {
-			c.logger().Info("no event handler for the message event: closing the simple client", "suppressed", n)
+			c.logger().Info("no event handler for the message event: closing the simple client", suppressedAttr(n))
 		}
 		c.close(closeNoHandler, "")
 		return

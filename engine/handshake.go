@@ -37,10 +37,7 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 			kind, level = warnBusy, slog.LevelWarn
 		}
 		if n, ok := s.warn[kind].allow(s.now()); ok {
-			attrs = append(attrs, "status", status, "why", msg, "remote", c.remote())
-			if n > 0 {
-				attrs = append(attrs, "suppressed", n)
-			}
+			attrs = append(attrs, "status", status, "why", msg, "remote", c.remote(), suppressedAttr(n))
 			s.log.Log(context.Background(), level, "handshake rejected", attrs...)
 		}
 		c.replyStatus(status, msg)

@@ -40,8 +40,7 @@ func (c *conn) onHTTP() {
 	c.srv.readers.Put(br)
 	if err != nil {
 		if n, ok := c.srv.warn[warnHead].allow(c.srv.now()); ok {
-			// fasthttp's errors quote the request line, which may carry an access token.
-			c.srv.log.Warn("http: malformed request head", "status", 400, "remote", c.remote(), "err", redactSecrets(err.Error()), "suppressed", n)
+			c.srv.log.Warn("http: malformed request head", "status", 400, "remote", c.remote(), "err", parseErrorText(err), suppressedAttr(n))
 		}
 		c.replyError(400, "Error.BadRequest", "malformed HTTP request", true)
 		return
@@ -201,7 +200,7 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	s.readers.Put(br)
 	closeConn := false
 	if err != nil {
-		s.limited(s.log, warnHead, slog.LevelWarn, "rest: malformed request", "status", 400, "err", redactSecrets(err.Error()))
+		s.limited(s.log, warnHead, slog.LevelWarn, "rest: malformed request", "status", 400, "err", parseErrorText(err))
 		setError(ctx, 400, "Error.BadRequest", "malformed HTTP request: "+err.Error())
 		closeConn = true
 	} else {

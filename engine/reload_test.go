@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -186,17 +187,29 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-func TestRedactSecrets(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{`cannot parse "GET /client/hubs/h?access_token=eyJ.abc.def HTTP/1.1"`, `cannot parse "GET /client/hubs/h?access_token=… HTTP/1.1"`},
-		{"x?a=1&ACCESS_TOKEN=tok&b=2", "x?a=1&ACCESS_TOKEN=…&b=2"},
-		{"Authorization: Bearer eyJ.x.y\r\nHost: h", "Authorization: Bearer …\r\nHost: h"},
-		{"/hook?code=s3cret#f", "/hook?code=…#f"},
-		{"awps_reconnection_token=abc", "awps_reconnection_token=…"},
-		{"nothing to hide", "nothing to hide"},
-	} {
-		if got := redactSecrets(tc.in); got != tc.want {
-			t.Errorf("redactSecrets(%q) = %q, want %q", tc.in, got, tc.want)
-		}
+func TestParseErrorText(t *testing.T) {
+	err := errors.New(`error when reading request headers: unsupported http version "HTTP/1.1 x" in "GET /client?access_token=eyJ.a.b HTTP/1.1 x\r\nAuthorization: Bearer eyJ.c.d"`)
+	got := parseErrorText(err)
+	if want := "error when reading request headers: unsupported http version (request bytes not logged)"; got != want {
+		t.Errorf("parseErrorText = %q, want %q", got, want)
+	}
+}
+
+// TestLimitedSuppressedField: the line after held-back ones carries suppressed=N, the
+// others no such field.
+func TestLimitedSuppressedField(t *testing.T) {
+	var buf strings.Builder
+	s := &Server{now: time.Now}
+	clock := time.Unix(1000, 0)
+	s.now = func() time.Time { return clock }
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	for range 5 {
+		s.limited(log, warnSlowClient, slog.LevelWarn, "slow")
+	}
+	clock = clock.Add(time.Second)
+	s.limited(log, warnSlowClient, slog.LevelWarn, "slow")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || strings.Contains(lines[0], "suppressed") || !strings.HasSuffix(lines[1], "suppressed=4") {
+		t.Errorf("lines:\n%s\nwant two, the second ending suppressed=4", buf.String())
 	}
 }
