@@ -58,7 +58,7 @@ func (c *conn) protocolError(err error) {
 	if errors.As(err, &pe) && pe.Status == ws.StatusMessageTooBig {
 		limit := c.srv.settings().cfg.Limits.MaxMessageBytes
 		if n, ok := c.srv.warn[warnTooBig].allow(c.srv.now()); ok {
-			c.logger().Warn("message too big", "limit_bytes", limit, suppressedAttr(n))
+			c.logger().Warn("message too big", "limitBytes", limit, suppressedAttr(n))
 		}
 		c.close(closeTooBig, "BadRequest: message exceeds "+strconv.Itoa(limit)+" bytes")
 		return

@@ -231,7 +231,7 @@ func (c *conn) write(frame []byte) {
 	// the limit still reaches a client that keeps up.
 	if pending := c.gc.OutboundBuffered(); pending > 0 && pending+len(frame) > c.srv.settings().cfg.Limits.MaxOutboundBytes {
 		if n, ok := c.srv.warn[warnSlowClient].allow(c.srv.now()); ok {
-			c.logger().Warn("slow consumer: outbound limit reached", "pending_bytes", pending, suppressedAttr(n))
+			c.logger().Warn("slow consumer: outbound limit reached", "pendingBytes", pending, suppressedAttr(n))
 		}
 		c.close(closeSlowClient, "")
 		return

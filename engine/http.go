@@ -26,7 +26,7 @@ func (c *conn) onHTTP() {
 	end := bytes.Index(buf, headEnd)
 	if end < 0 || end+len(headEnd) > maxHead {
 		if end >= 0 || len(buf) > maxHead {
-			c.srv.limited(c.srv.log, warnHead, slog.LevelWarn, "http: request head too large", "status", 431, "remote", c.remote(), "limit_bytes", maxHead)
+			c.srv.limited(c.srv.log, warnHead, slog.LevelWarn, "http: request head too large", "status", 431, "remote", c.remote(), "limitBytes", maxHead)
 			c.replyError(431, "Error.RequestHeaderFieldsTooLarge", "request head exceeds "+strconv.Itoa(maxHead)+" bytes", true)
 		}
 		return
@@ -99,7 +99,7 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 	total := headLen
 	switch cl := h.ContentLength(); {
 	case cl > limit:
-		c.srv.limited(c.srv.log, warnTooBig, slog.LevelWarn, "rest: body too large", "status", 413, "remote", c.remote(), "bytes", cl, "limit_bytes", limit)
+		c.srv.limited(c.srv.log, warnTooBig, slog.LevelWarn, "rest: body too large", "status", 413, "remote", c.remote(), "bytes", cl, "limitBytes", limit)
 		c.rejectLargeBody(h, limit)
 		return
 	case cl > 0:
@@ -111,7 +111,7 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 		n, ok := chunkedEnd(buf[headLen:])
 		if !ok {
 			if len(buf)-headLen > limit+limit/8 {
-				c.srv.limited(c.srv.log, warnTooBig, slog.LevelWarn, "rest: chunked body too large", "status", 413, "remote", c.remote(), "limit_bytes", limit)
+				c.srv.limited(c.srv.log, warnTooBig, slog.LevelWarn, "rest: chunked body too large", "status", 413, "remote", c.remote(), "limitBytes", limit)
 				c.rejectLargeBody(h, limit)
 			}
 			return

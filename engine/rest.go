@@ -43,7 +43,7 @@ func (s *Server) handleREST(ctx *fasthttp.RequestCtx) {
 	}
 	args := ctx.QueryArgs()
 	if v := args.Peek("api-version"); len(v) > 0 && !knownAPIVersion(string(v)) {
-		s.log.Debug("rest: unknown api-version, serving as the latest", "api_version", string(v), "op", rt.op)
+		s.log.Debug("rest: unknown api-version, serving as the latest", "apiVersion", string(v), "op", rt.op)
 	}
 	if fail := validateNames(rt); fail != nil {
 		fail.write(&ctx.Response)

@@ -236,7 +236,7 @@ func (c *Client) run(t *task) {
 		delay := c.cfg.RetryDelays[t.attempt]
 		t.attempt++
 		c.retried.Add(1)
-		c.logEvent(slog.LevelInfo, "upstream: event failed, retrying", t, slog.Any("error", o.err), slog.Duration("delay", delay), slog.Int("attempt", t.attempt+1))
+		c.logEvent(slog.LevelInfo, "upstream: event failed, retrying", t, slog.Any("err", o.err), slog.Duration("delay", delay), slog.Int("attempt", t.attempt+1))
 		h := c.hostFor(t.target.hostKey)
 		if delay <= 0 {
 			h.submit(t)
@@ -365,7 +365,7 @@ func (c *Client) finish(t *task, o outcome) {
 		if errors.As(o.err, &re) {
 			level = slog.LevelInfo
 		}
-		c.logEvent(level, msgEventFailed, t, slog.Any("error", o.err))
+		c.logEvent(level, msgEventFailed, t, slog.Any("err", o.err))
 	}
 	switch t.kind {
 	case kindConnect:
