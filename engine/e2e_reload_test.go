@@ -355,12 +355,16 @@ func readClose(t *testing.T, conn net.Conn) ws.StatusCode {
 	t.Helper()
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
-		f, err := ws.ReadFrame(conn)
-		if err != nil {
+		h, err := ws.ReadHeader(conn)
+		if err != nil || h.Length > 125 && h.OpCode == ws.OpClose {
+			t.Fatalf("read until the close frame: %v (header %+v)", err, h)
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(conn, payload); err != nil {
 			t.Fatalf("read until the close frame: %v", err)
 		}
-		if f.Header.OpCode == ws.OpClose {
-			code, _ := ws.ParseCloseFrameData(f.Payload)
+		if h.OpCode == ws.OpClose {
+			code, _ := ws.ParseCloseFrameData(payload)
 			return code
 		}
 	}
