@@ -40,8 +40,8 @@ type Client struct {
 
 	sent, failed, retried, dropped atomic.Uint64
 
-	// warn rate-limits warnings per kind (warnKindOf): one line a second each.
-	warn [3]rateLimit
+	// warn rate-limits info and warning lines per kind (warnKindOf): one a second each.
+	warn [4]rateLimit
 	now  func() time.Time // replaced in tests
 	// encode writes an event's headers: writeHeaders; the sdk-go variant in
 	// bench_test.go for the comparison doc.go reports.
@@ -236,7 +236,7 @@ func (c *Client) run(t *task) {
 		delay := c.cfg.RetryDelays[t.attempt]
 		t.attempt++
 		c.retried.Add(1)
-		c.logEvent(slog.LevelInfo, "upstream: event failed, retrying", t, slog.Any("err", o.err), slog.Duration("delay", delay), slog.Int("attempt", t.attempt+1))
+		c.logEvent(slog.LevelInfo, msgEventRetrying, t, slog.Any("err", o.err), slog.Duration("delay", delay), slog.Int("attempt", t.attempt+1))
 		h := c.hostFor(t.target.hostKey)
 		if delay <= 0 {
 			h.submit(t)
@@ -387,29 +387,32 @@ func (c *Client) finish(t *task, o outcome) {
 
 // Warnings of logEvent, each rate-limited on its own (operations.md §4).
 const (
-	msgEventFailed  = "upstream: event failed"
-	msgEventDropped = "upstream: too many pending events, event dropped"
+	msgEventFailed   = "upstream: event failed"
+	msgEventRetrying = "upstream: event failed, retrying"
+	msgEventDropped  = "upstream: too many pending events, event dropped"
 )
 
-// warnKindOf picks the rate limit of a warning: failed events, dropped events, others.
+// warnKindOf picks the rate limit of a line: failed, retried, dropped events, others.
 func warnKindOf(msg string) int {
 	switch msg {
 	case msgEventFailed:
 		return 0
-	case msgEventDropped:
+	case msgEventRetrying:
 		return 1
+	case msgEventDropped:
+		return 2
 	}
-	return 2
+	return 3
 }
 
 // logEvent writes one line about t with hub, connection id, event and URL
-// (without query). Warnings are rate-limited.
+// (without query). Lines at info and above are rate-limited per kind, debug ones are not.
 func (c *Client) logEvent(level slog.Level, msg string, t *task, attrs ...slog.Attr) {
 	ctx := context.Background()
 	if !c.log.Enabled(ctx, level) {
 		return
 	}
-	if level >= slog.LevelWarn {
+	if level >= slog.LevelInfo { // per-event lines above debug: rate-limited (operations.md §4)
 		suppressed, ok := c.warn[warnKindOf(msg)].allow(c.now())
 		if !ok {
 			return
