@@ -29,6 +29,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/webpubsub/webpubsub/engine"
+	"github.com/webpubsub/webpubsub/upstream"
 )
 
 // reloadTimeout bounds the wait for the log line that answers a SIGHUP.
@@ -36,8 +37,8 @@ const reloadTimeout = 10 * time.Second
 
 // hookCall is one request the event handler stub received.
 type hookCall struct {
-	method, path, query string
-	signature, auth     string
+	method, path, query     string
+	connID, signature, auth string
 }
 
 // hookStub is an event handler: it passes abuse protection and accepts every event with
@@ -55,7 +56,7 @@ func newHookStub(t *testing.T) *hookStub {
 		_, _ = io.Copy(io.Discard, r.Body)
 		h.mu.Lock()
 		h.calls = append(h.calls, hookCall{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery,
-			signature: r.Header.Get("ce-signature"), auth: r.Header.Get("Authorization")})
+			connID: r.Header.Get("ce-connectionId"), signature: r.Header.Get("ce-signature"), auth: r.Header.Get("Authorization")})
 		h.mu.Unlock()
 		if r.Method == http.MethodOptions {
 			w.Header().Set("WebHook-Allowed-Origin", "*")
@@ -271,6 +272,11 @@ func TestE2EReload(t *testing.T) {
 			t.Errorf("connection opened before the rotation got %q, want %q", got, "rotated")
 		}
 		r.mustDial(t, "chat", r.clientToken(t, newKey, "chat", "u3"), true)
+		calls := hook.all()
+		last := calls[len(calls)-1]
+		if last.path != "/a/chat/connect" || last.signature != upstream.Signature(last.connID, []string{newKey}) {
+			t.Errorf("connect after the rotation: %s with ce-signature %q, want one signed with the new key only", last.path, last.signature)
+		}
 	})
 
 	t.Run("handlerURL", func(t *testing.T) {
