@@ -340,6 +340,19 @@ func TestE2EReload(t *testing.T) {
 			t.Errorf("REST with the running key: %d, want 202", status)
 		}
 		r.wantRefused(t, "chat", r.clientToken(t, oldKey, "chat", "u7"), 401)
+
+		// Without a key a server starts in development mode on loopback; a running one
+		// must not switch to the well-known key.
+		keyless := cfg
+		keyless.key = ""
+		log = r.reload(t, keyless.String(), "config reload rejected, the running configuration stays")
+		if !strings.Contains(log, "keys.primary") {
+			t.Errorf("rejection does not name keys.primary:\n%s", log)
+		}
+		r.wantRefused(t, "chat", r.clientToken(t, engine.DevAccessKey, "chat", "u8"), 401)
+		if status, _ := r.rest(t, newKey, "chat", "still"); status != 202 {
+			t.Errorf("REST with the running key: %d, want 202", status)
+		}
 	})
 
 	t.Run("listenAddress", func(t *testing.T) {

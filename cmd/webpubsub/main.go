@@ -138,6 +138,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "webpubsub: %v (is another process using the port? pick one with --listen)\n", err)
 		return exitRuntime
 	}
+	// Before the listening line: whoever reads it may send SIGHUP, whose default action
+	// ends the process.
+	stopReload := reloadOnHangup(srv, src, run, level, log)
+	defer stopReload()
 	addr := srv.Addr()
 	endpoint := cfg.PublicEndpoint
 	if endpoint == "" {
@@ -161,8 +165,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	log.Info("listening", "listener", addr.String(), "endpoint", endpoint)
 	fmt.Fprintf(stdout, "webpubsub: listening on http://%s\n", addr)
 	fmt.Fprintf(stdout, "Connection string: Endpoint=%s;AccessKey=%s;Version=1.0;\n", endpoint, key)
-	stopReload := reloadOnHangup(srv, src, run.info.Log.Format, level, log)
-	defer stopReload()
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -251,7 +253,7 @@ func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 // src again (same file, environment and flags), sets the log level and hands the rest to
 // srv.Reload. What needs a restart is logged at warn and ignored; an invalid file is one
 // error line and the running configuration stays. It returns a function that stops it.
-func reloadOnHangup(srv *engine.Server, src configSource, format string, level *slog.LevelVar, log *slog.Logger) (stop func()) {
+func reloadOnHangup(srv *engine.Server, src configSource, running loadedConfig, level *slog.LevelVar, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -263,6 +265,11 @@ func reloadOnHangup(srv *engine.Server, src configSource, format string, level *
 			case <-hup:
 			}
 			next, err := src.load()
+			if err == nil && next.dev && !running.dev {
+				// Development mode is chosen at startup only: a file that lost its key must
+				// not switch a running server to the well-known development key.
+				err = errors.New("config: keys.primary: required (the development key is only used when the server starts without one)")
+			}
 			if err != nil {
 				log.Error("config reload rejected, the running configuration stays", "err", err)
 				continue
@@ -272,7 +279,7 @@ func reloadOnHangup(srv *engine.Server, src configSource, format string, level *
 				log.Error("config reload rejected, the running configuration stays", "err", err)
 				continue
 			}
-			if next.info.Log.Format != format {
+			if next.info.Log.Format != running.info.Log.Format {
 				res.NeedRestart = append(res.NeedRestart, "log.format")
 			}
 			for _, name := range res.NeedRestart {
