@@ -57,8 +57,8 @@ func (c *conn) protocolError(err error) {
 	var pe *wsproto.ProtocolError
 	if errors.As(err, &pe) && pe.Status == ws.StatusMessageTooBig {
 		limit := c.srv.settings().cfg.Limits.MaxMessageBytes
-		if n, ok := c.srv.warn[warnTooBig].allow(c.srv.now()); ok {
-			c.logger().Warn("message too big", "limitBytes", limit, suppressedAttr(n))
+		if sup, ok := c.srv.warnAllowed(warnTooBig); ok {
+			c.logger().Warn("message too big", "limitBytes", limit, sup)
 		}
 		c.close(closeTooBig, "BadRequest: message exceeds "+strconv.Itoa(limit)+" bytes")
 		return
@@ -200,8 +200,8 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 		if !c.hub.up.HasUserEvent(m.Event) {
 			// No handler: InvocationFailed with an ackId, else a dropped connection
 			// (client-protocol.md §5.2, upstream-protocol.md §6.1).
-			if n, ok := c.srv.warn[warnNoHandler].allow(c.srv.now()); ok {
-				c.logger().Info("no event handler for user event", "event", m.Event, suppressedAttr(n))
+			if sup, ok := c.srv.warnAllowed(warnNoHandler); ok {
+				c.logger().Info("no event handler for user event", "event", m.Event, sup)
 			}
 			if m.HasAckID {
 				c.fail(m, "InvocationFailed", "No event handler is registered for event '"+m.Event+"'.")

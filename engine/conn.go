@@ -230,8 +230,8 @@ func (c *conn) write(frame []byte) {
 	// One message is always accepted onto an empty queue, so a message larger than
 	// the limit still reaches a client that keeps up.
 	if pending := c.gc.OutboundBuffered(); pending > 0 && pending+len(frame) > c.srv.settings().cfg.Limits.MaxOutboundBytes {
-		if n, ok := c.srv.warn[warnSlowClient].allow(c.srv.now()); ok {
-			c.logger().Warn("slow consumer: outbound limit reached", "pendingBytes", pending, suppressedAttr(n))
+		if sup, ok := c.srv.warnAllowed(warnSlowClient); ok {
+			c.logger().Warn("slow consumer: outbound limit reached", "pendingBytes", pending, sup)
 		}
 		c.close(closeSlowClient, "")
 		return

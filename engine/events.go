@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -38,8 +37,8 @@ func (c *conn) userEvent(name string, ct upstream.ContentType, body []byte, then
 func (c *conn) simpleMessage(op ws.OpCode, payload []byte) {
 	if !c.hub.up.HasUserEvent("message") {
 		// Azure drops the client; it was observed closing with 1000 and no reason.
-		if n, ok := c.srv.warn[warnNoHandler].allow(c.srv.now()); ok {
-			c.logger().Info("no event handler for the message event: closing the simple client", suppressedAttr(n))
+		if sup, ok := c.srv.warnAllowed(warnNoHandler); ok {
+			c.logger().Info("no event handler for the message event: closing the simple client", sup)
 		}
 		c.close(closeNoHandler, "")
 		return
@@ -50,7 +49,9 @@ func (c *conn) simpleMessage(op ws.OpCode, payload []byte) {
 	}
 	c.userEvent("message", ct, payload, func(res upstream.EventResult) {
 		if res.Err != nil {
-			c.srv.limited(c.logger(), warnEventFailed, slog.LevelWarn, "message event failed", "err", res.Err)
+			if sup, ok := c.srv.warnAllowed(warnEventFailed); ok {
+				c.logger().Warn("message event failed", "err", res.Err, sup)
+			}
 			c.close(closeEventFailed, "")
 			return
 		}
@@ -114,7 +115,9 @@ func (c *conn) pubsubEvent(m *wsproto.ClientMessage) {
 			res.Err = errors.New("engine: the event handler replied with a body that is not text, valid JSON or binary")
 		}
 		if res.Err != nil {
-			c.srv.limited(c.logger(), warnEventFailed, slog.LevelWarn, "user event failed", "event", name, "err", res.Err)
+			if sup, ok := c.srv.warnAllowed(warnEventFailed); ok {
+				c.logger().Warn("user event failed", "event", name, "err", res.Err, sup)
+			}
 			if hasAck {
 				c.sendAck(ackID, "InvocationFailed", "The event handler returned a failure.")
 				return
@@ -155,7 +158,9 @@ func (c *conn) invoke(m *wsproto.ClientMessage) {
 			res.Err = errors.New("engine: the event handler replied with a body that is not text, valid JSON or binary")
 		}
 		if res.Err != nil {
-			c.srv.limited(c.logger(), warnEventFailed, slog.LevelWarn, "invoke failed", "event", name, "err", res.Err)
+			if sup, ok := c.srv.warnAllowed(warnEventFailed); ok {
+				c.logger().Warn("invoke failed", "event", name, "err", res.Err, sup)
+			}
 			c.writeInvokeResponse(id, res, invokeErrorName(res.Err), "The event handler returned a failure.")
 			return
 		}

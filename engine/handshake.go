@@ -36,8 +36,8 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		case 503:
 			kind, level = warnBusy, slog.LevelWarn
 		}
-		if n, ok := s.warn[kind].allow(s.now()); ok {
-			attrs = append(attrs, "status", status, "why", msg, "remote", c.remote(), suppressedAttr(n))
+		if sup, ok := s.warnAllowed(kind); ok {
+			attrs = append(attrs, "status", status, "why", msg, "remote", c.remote(), sup)
 			s.log.Log(context.Background(), level, "handshake rejected", attrs...)
 		}
 		c.replyStatus(status, msg)
@@ -171,7 +171,7 @@ func (c *conn) finishConnect(p *pendingConn, res upstream.ConnectResult) {
 			c.replyStatus(rej.Status, string(rej.Body))
 			return
 		}
-		c.srv.limited(log, warnEventFailed, slog.LevelWarn, "connect event failed", "err", res.Err)
+		c.srv.limited(log, warnEventFailed, slog.LevelWarn, "connect event failed", slog.Any("err", res.Err))
 		c.replyStatus(500, "the connect event handler failed")
 		return
 	}
@@ -204,7 +204,9 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 	}
 	resp, err := wsproto.AppendUpgradeResponse(nil, p.head, selected)
 	if err != nil {
-		s.limited(s.log, warnHandshake, slog.LevelInfo, "handshake rejected", "status", 400, "why", err.Error(), "remote", c.remote())
+		if sup, ok := s.warnAllowed(warnHandshake); ok {
+			s.log.Info("handshake rejected", "status", 400, "why", err.Error(), "remote", c.remote(), sup)
+		}
 		_, _ = c.gc.Write(resp)
 		c.state = stateClosed
 		_ = c.gc.Close()
@@ -331,7 +333,9 @@ func (c *conn) recoverConn(head []byte, h *fasthttp.RequestHeader, hubName, id, 
 	}
 	resp, err := wsproto.AppendUpgradeResponse(nil, head, a.kind.String())
 	if err != nil {
-		c.srv.limited(c.srv.log, warnHandshake, slog.LevelInfo, "recovery handshake rejected", "status", 400, "why", err.Error(), "remote", c.remote())
+		if sup, ok := c.srv.warnAllowed(warnHandshake); ok {
+			c.srv.log.Info("recovery handshake rejected", "status", 400, "why", err.Error(), "remote", c.remote(), sup)
+		}
 		_, _ = c.gc.Write(resp)
 		c.state = stateClosed
 		_ = c.gc.Close()

@@ -26,7 +26,9 @@ func (c *conn) onHTTP() {
 	end := bytes.Index(buf, headEnd)
 	if end < 0 || end+len(headEnd) > maxHead {
 		if end >= 0 || len(buf) > maxHead {
-			c.srv.limited(c.srv.log, warnHead, slog.LevelWarn, "http: request head too large", "status", 431, "remote", c.remote(), "limitBytes", maxHead)
+			if sup, ok := c.srv.warnAllowed(warnHead); ok {
+				c.srv.log.Warn("http: request head too large", "status", 431, "remote", c.remote(), "limitBytes", maxHead, sup)
+			}
 			c.replyError(431, "Error.RequestHeaderFieldsTooLarge", "request head exceeds "+strconv.Itoa(maxHead)+" bytes", true)
 		}
 		return
@@ -39,8 +41,8 @@ func (c *conn) onHTTP() {
 	br.Reset(nil)
 	c.srv.readers.Put(br)
 	if err != nil {
-		if n, ok := c.srv.warn[warnHead].allow(c.srv.now()); ok {
-			c.srv.log.Warn("http: malformed request head", "status", 400, "remote", c.remote(), "err", parseErrorText(err), suppressedAttr(n))
+		if sup, ok := c.srv.warnAllowed(warnHead); ok {
+			c.srv.log.Warn("http: malformed request head", "status", 400, "remote", c.remote(), "err", parseErrorText(err), sup)
 		}
 		c.replyError(400, "Error.BadRequest", "malformed HTTP request", true)
 		return
@@ -99,7 +101,9 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 	total := headLen
 	switch cl := h.ContentLength(); {
 	case cl > limit:
-		c.srv.limited(c.srv.log, warnTooBig, slog.LevelWarn, "rest: body too large", "status", 413, "remote", c.remote(), "bytes", cl, "limitBytes", limit)
+		if sup, ok := c.srv.warnAllowed(warnTooBig); ok {
+			c.srv.log.Warn("rest: body too large", "status", 413, "remote", c.remote(), "bytes", cl, "limitBytes", limit, sup)
+		}
 		c.rejectLargeBody(h, limit)
 		return
 	case cl > 0:
@@ -111,7 +115,9 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 		n, ok := chunkedEnd(buf[headLen:])
 		if !ok {
 			if len(buf)-headLen > limit+limit/8 {
-				c.srv.limited(c.srv.log, warnTooBig, slog.LevelWarn, "rest: chunked body too large", "status", 413, "remote", c.remote(), "limitBytes", limit)
+				if sup, ok := c.srv.warnAllowed(warnTooBig); ok {
+					c.srv.log.Warn("rest: chunked body too large", "status", 413, "remote", c.remote(), "limitBytes", limit, sup)
+				}
 				c.rejectLargeBody(h, limit)
 			}
 			return
@@ -125,7 +131,7 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 	gc := c.gc
 	if !c.srv.pool.trySubmit(func() { c.srv.runREST(gc, req) }) {
 		c.state = stateHTTP
-		c.srv.limited(c.srv.log, warnBusy, slog.LevelWarn, "rest: worker queue full", "status", 503)
+		c.srv.limited(c.srv.log, warnBusy, slog.LevelWarn, "rest: worker queue full", slog.Int("status", 503))
 		c.replyError(503, "Error.ServiceUnavailable", "server busy, retry later", false)
 	}
 }
@@ -200,7 +206,9 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	s.readers.Put(br)
 	closeConn := false
 	if err != nil {
-		s.limited(s.log, warnHead, slog.LevelWarn, "rest: malformed request", "status", 400, "err", parseErrorText(err))
+		if sup, ok := s.warnAllowed(warnHead); ok {
+			s.log.Warn("rest: malformed request", "status", 400, "err", parseErrorText(err), sup)
+		}
 		setError(ctx, 400, "Error.BadRequest", "malformed HTTP request: "+err.Error())
 		closeConn = true
 	} else {

@@ -50,18 +50,24 @@ const (
 )
 
 // limited writes one line of kind at level through l when the kind's rate limit allows
-// it, with suppressed=N when lines were held back before it. Callers on busy paths
-// check s.warn[kind].allow themselves before building arguments; this helper is for
-// paths where the arguments are already at hand.
-func (s *Server) limited(l *slog.Logger, kind warnKind, level slog.Level, msg string, args ...any) {
+// it, with suppressed=N when lines were held back before it. A held-back line costs no
+// allocation: the attributes are slog.Attr values, which the caller builds without
+// boxing, and the slice stays on the caller's stack.
+func (s *Server) limited(l *slog.Logger, kind warnKind, level slog.Level, msg string, attrs ...slog.Attr) {
 	n, ok := s.warn[kind].allow(s.now())
 	if !ok {
 		return
 	}
-	if n > 0 {
-		args = append(args, suppressedAttr(n))
-	}
-	l.Log(context.Background(), level, msg, args...)
+	l.LogAttrs(context.Background(), level, msg, append(attrs, suppressedAttr(n))...)
+}
+
+// warnAllowed reports whether a line of kind may be written now and returns the
+// suppressed=N attribute it carries (empty when nothing was held back). Callers whose
+// attributes cost something to build (c.logger(), c.remote(), an error's text) check it
+// first, so that a held-back line costs nothing.
+func (s *Server) warnAllowed(kind warnKind) (slog.Attr, bool) {
+	n, ok := s.warn[kind].allow(s.now())
+	return suppressedAttr(n), ok
 }
 
 // suppressedAttr is suppressed=n for a line let through after n were held back, and

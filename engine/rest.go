@@ -181,11 +181,11 @@ func (s *Server) routeAndAuth(method, escPath string, auth []byte) (restRoute, *
 			message: "method " + method + " is not allowed on " + escPath + "; allowed: " + allow}
 	}
 	if len(auth) < 7 || !strings.EqualFold(string(auth[:7]), "bearer ") {
-		s.limited(s.log, warnUnauthorized, slog.LevelInfo, "rest: missing bearer token", "status", 401, "op", rt.op)
+		s.limited(s.log, warnUnauthorized, slog.LevelInfo, "rest: missing bearer token", slog.Int("status", 401), slog.String("op", rt.op))
 		return rt, &restFailure{status: 401, code: "Error.Unauthorized", message: "missing Authorization: Bearer token"}
 	}
 	if err := s.settings().verifier.VerifyREST(strings.TrimSpace(string(auth[7:])), escPath, s.now()); err != nil {
-		s.limited(s.log, warnUnauthorized, slog.LevelInfo, "rest: bad bearer token", "status", 401, "op", rt.op, "err", err)
+		s.limited(s.log, warnUnauthorized, slog.LevelInfo, "rest: bad bearer token", slog.Int("status", 401), slog.String("op", rt.op), slog.Any("err", err))
 		return rt, &restFailure{status: 401, code: "Error.Unauthorized", message: "invalid bearer token: " + err.Error()}
 	}
 	return rt, nil
