@@ -1,12 +1,8 @@
 package engine
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"strconv"
-	"sync/atomic"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -26,8 +22,9 @@ func (c *conn) onFrames() {
 	if c.busy {
 		return // a blocking user event is with the upstream; frames wait in the buffer
 	}
+	c.refreshHub()
 	buf, _ := c.gc.Peek(-1)
-	limit := c.srv.cfg.Limits.MaxMessageBytes
+	limit := c.srv.settings().cfg.Limits.MaxMessageBytes
 	off, frames := 0, 0
 	for off < len(buf) && c.state == stateWS && !c.busy {
 		if frames == maxFramesPerWake {
@@ -59,11 +56,14 @@ func (c *conn) onFrames() {
 func (c *conn) protocolError(err error) {
 	var pe *wsproto.ProtocolError
 	if errors.As(err, &pe) && pe.Status == ws.StatusMessageTooBig {
-		c.logger().Warn("message too big", "limit_bytes", c.srv.cfg.Limits.MaxMessageBytes)
-		c.close(closeTooBig, "BadRequest: message exceeds "+strconv.Itoa(c.srv.cfg.Limits.MaxMessageBytes)+" bytes")
+		limit := c.srv.settings().cfg.Limits.MaxMessageBytes
+		if sup, ok := c.srv.warnAllowed(warnTooBig); ok {
+			c.logger().Warn("message too big", "limitBytes", limit, sup)
+		}
+		c.close(closeTooBig, "BadRequest: message exceeds "+strconv.Itoa(limit)+" bytes")
 		return
 	}
-	c.logger().Warn("websocket protocol error", "err", err)
+	c.debug("websocket protocol error", "err", err)
 	r := closeProtocol
 	if pe != nil && pe.Status == ws.StatusInvalidFramePayloadData {
 		r = closeInvalidData
@@ -72,7 +72,7 @@ func (c *conn) protocolError(err error) {
 }
 
 func (c *conn) onFrame(f wsproto.Frame) {
-	limit := c.srv.cfg.Limits.MaxMessageBytes
+	limit := c.srv.settings().cfg.Limits.MaxMessageBytes
 	switch f.OpCode {
 	case ws.OpPing:
 		buf := wsproto.AppendFrame(c.lp.scratch[:0], ws.OpPong, f.Payload)
@@ -126,7 +126,7 @@ func (c *conn) onFrame(f wsproto.Frame) {
 // inbound buffer: anything kept beyond this call is copied.
 func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 	if op == ws.OpText && !utf8.Valid(payload) { // RFC 6455 §8.1
-		c.logger().Warn("text frame is not valid UTF-8")
+		c.debug("text frame is not valid UTF-8")
 		c.close(closeInvalidData, "BadRequest: text frame is not valid UTF-8")
 		return
 	}
@@ -156,7 +156,7 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 			}
 			return
 		}
-		c.logger().Info("protocol violation", "err", err)
+		c.debug("protocol violation", "err", err)
 		c.close(closeBadRequest, "BadRequest: invalid message format")
 		return
 	}
@@ -205,7 +205,9 @@ func (c *conn) onMessage(op ws.OpCode, payload []byte) {
 		if !c.hub.up.HasUserEvent(m.Event) {
 			// No handler: InvocationFailed with an ackId, else a dropped connection
 			// (client-protocol.md §5.2, upstream-protocol.md §6.1).
-			c.srv.dropLog.log(c.logger(), "no event handler for user event", "event", m.Event)
+			if sup, ok := c.srv.warnAllowed(warnNoHandler); ok {
+				c.logger().Info("no event handler for user event", "event", m.Event, sup)
+			}
 			if m.HasAckID {
 				c.fail(m, "InvocationFailed", "No event handler is registered for event '"+m.Event+"'.")
 				return
@@ -277,17 +279,4 @@ func (c *conn) sendAck(id uint64, name, message string) {
 	}
 	c.writeMsg(b)
 	c.lp.body = b[:0]
-}
-
-// rateLimitedLog logs at most one line per interval for a noisy per-connection event.
-// Safe for concurrent use.
-type rateLimitedLog struct{ last atomic.Int64 }
-
-func (r *rateLimitedLog) log(l *slog.Logger, msg string, args ...any) {
-	now := time.Now().UnixNano()
-	last := r.last.Load()
-	if now-last < int64(10*time.Second) || !r.last.CompareAndSwap(last, now) {
-		return
-	}
-	l.Log(context.Background(), slog.LevelInfo, msg, args...)
 }

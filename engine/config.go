@@ -11,7 +11,9 @@ import (
 const DevAccessKey = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
 
 // Config is the whole server configuration. The zero value is not runnable: Keys.Primary
-// (or DevMode) is required. Values are copied by New and never changed afterwards.
+// (or DevMode) is required. Values are copied by New and never changed afterwards;
+// Server.Reload takes a new Config and applies its keys, auth, hubs, defaultHub and
+// limits (all but MaxHeaderBytes), and needs a restart for the rest.
 type Config struct {
 	// Listen is the TCP address of the public port (WebSocket and REST). Empty means
 	// "127.0.0.1:8080".

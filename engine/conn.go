@@ -37,8 +37,11 @@ type conn struct {
 	// Set at upgrade; immutable afterwards.
 	rc   *registry.Conn
 	kind wsproto.Kind
-	hub  *hubConfig
-	sess *upstream.Session // nil when the hub has no event handlers
+	// hub is the hub's settings, and hubGen the settings.gen they came from; refreshHub
+	// replaces them after a Reload. Only the connection's loop touches them.
+	hubGen uint32
+	hub    *hubConfig
+	sess   *upstream.Session // nil when the hub had no event handlers at connect
 
 	lastRead int64 // unix nanos: last inbound frame (WebSocket) or when the connection became idle (HTTP)
 	lastPing int64 // unix nanos of the last ping we sent
@@ -70,14 +73,16 @@ func (c *conn) debug(msg string, args ...any) {
 	}
 }
 
-// logger returns the server logger with this connection's attributes. It is built
-// on demand: keeping a *slog.Logger per connection would cost ~200 bytes of every
-// idle connection for lines that are rarely written.
+// logger returns the server logger with this connection's attributes (operations.md
+// §5 names): remote, and hub, connectionId and userId once upgraded. It is built on
+// demand: keeping a *slog.Logger per connection would cost ~200 bytes of every idle
+// connection for lines that are rarely written.
 func (c *conn) logger() *slog.Logger {
 	if c.rc == nil {
 		return c.srv.log.With(slog.String("remote", c.remote()))
 	}
-	return c.srv.log.With(slog.String("conn", c.rc.ID), slog.String("hub", c.rc.Hub), slog.String("user", c.rc.UserID))
+	return c.srv.log.With(slog.String("hub", c.rc.Hub), slog.String("connectionId", c.rc.ID),
+		slog.String("userId", c.rc.UserID), slog.String("remote", c.remote()))
 }
 
 // closeReason is the typed reason of a server-side close (STYLE §5).
@@ -169,7 +174,7 @@ func (c *conn) close(r closeReason, detail string) {
 	}
 	c.reason = msg
 	if r != closeClient {
-		c.logger().Info("closing connection", "reason", r.category(), "detail", detail)
+		c.debug("closing connection", "category", r.category(), "detail", detail)
 	}
 	buf := c.lp.scratch[:0]
 	if c.kind.IsPubSub() && r != closeClient {
@@ -206,6 +211,7 @@ func (c *conn) onClosed(err error) {
 	hc := &c.lp.stats.hubs[c.hubIdx]
 	hc.conns[protocolIndex(c.kind)]--
 	hc.closed[c.closedBy.categoryIndex()]++
+	c.refreshHub()
 	if c.sess != nil && c.hub.up.HasDisconnected() {
 		c.sess.Disconnected(c.reason)
 	}
@@ -228,8 +234,10 @@ func (c *conn) write(frame []byte) {
 	}
 	// One message is always accepted onto an empty queue, so a message larger than
 	// the limit still reaches a client that keeps up.
-	if pending := c.gc.OutboundBuffered(); pending > 0 && pending+len(frame) > c.srv.cfg.Limits.MaxOutboundBytes {
-		c.logger().Warn("slow consumer: outbound limit reached", "pending_bytes", pending)
+	if pending := c.gc.OutboundBuffered(); pending > 0 && pending+len(frame) > c.srv.settings().cfg.Limits.MaxOutboundBytes {
+		if sup, ok := c.srv.warnAllowed(warnSlowClient); ok {
+			c.logger().Warn("slow consumer: outbound limit reached", "pendingBytes", pending, sup)
+		}
 		c.close(closeSlowClient, "")
 		return
 	}

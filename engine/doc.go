@@ -42,6 +42,11 @@
 // has an outbound limit (Limits.MaxOutboundBytes); a receiver over it is closed as
 // a slow consumer (close 1008 "SlowClient") instead of being buffered further.
 //
+// Reloadable settings (keys, auth, hubs, limits) are one immutable snapshot behind an
+// atomic pointer that Server.Reload replaces: a handshake, REST request, wake-up or sweep
+// loads it once and takes no lock. A connection keeps its hub's settings and notices a
+// newer snapshot by its generation number, on its own loop.
+//
 // Keep-alive uses no per-connection timer: gnet's ticker posts one sweep per loop
 // each second, which pings connections idle for the hub's interval and closes those
 // silent for three intervals.

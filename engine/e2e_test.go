@@ -344,8 +344,8 @@ var listeningRE = regexp.MustCompile(`webpubsub: listening on (http://127\.0\.0\
 // answers 200. The server is killed at cleanup if the test did not stop it.
 func startServer(t *testing.T, config string) *server {
 	t.Helper()
-	s := &server{key: randomKey(t), exited: make(chan struct{})}
-	args := []string{"serve", "--listen", "127.0.0.1:0", "--access-key", s.key}
+	key := randomKey(t)
+	args := []string{"serve", "--listen", "127.0.0.1:0", "--access-key", key}
 	if config != "" {
 		path := filepath.Join(t.TempDir(), "webpubsub.yaml")
 		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
@@ -353,6 +353,14 @@ func startServer(t *testing.T, config string) *server {
 		}
 		args = append(args, "--config", path)
 	}
+	return startBinary(t, key, args...)
+}
+
+// startBinary starts the binary with args, key being the access key it uses, and waits as
+// startServer does.
+func startBinary(t *testing.T, key string, args ...string) *server {
+	t.Helper()
+	s := &server{key: key, exited: make(chan struct{})}
 	s.cmd = exec.Command(e2eBinary, args...)
 	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
 	stdout, err := s.cmd.StdoutPipe()

@@ -37,7 +37,9 @@ func (c *conn) userEvent(name string, ct upstream.ContentType, body []byte, then
 func (c *conn) simpleMessage(op ws.OpCode, payload []byte) {
 	if !c.hub.up.HasUserEvent("message") {
 		// Azure drops the client; it was observed closing with 1000 and no reason.
-		c.srv.dropLog.log(c.logger(), "no event handler for the message event: closing the simple client")
+		if sup, ok := c.srv.warnAllowed(warnNoHandler); ok {
+			c.logger().Info("no event handler for the message event: closing the simple client", sup)
+		}
 		c.close(closeNoHandler, "")
 		return
 	}
@@ -47,7 +49,9 @@ func (c *conn) simpleMessage(op ws.OpCode, payload []byte) {
 	}
 	c.userEvent("message", ct, payload, func(res upstream.EventResult) {
 		if res.Err != nil {
-			c.logger().Warn("message event failed", "err", res.Err)
+			if sup, ok := c.srv.warnAllowed(warnEventFailed); ok {
+				c.logger().Warn("message event failed", "err", res.Err, sup)
+			}
 			c.close(closeEventFailed, "")
 			return
 		}
@@ -114,7 +118,9 @@ func (c *conn) pubsubEvent(m *wsproto.ClientMessage) {
 			res.Err = errors.New("engine: the event handler replied with a body that is not text, valid JSON or binary")
 		}
 		if res.Err != nil {
-			c.logger().Warn("user event failed", "event", name, "err", res.Err)
+			if sup, ok := c.srv.warnAllowed(warnEventFailed); ok {
+				c.logger().Warn("user event failed", "event", name, "err", res.Err, sup)
+			}
 			if hasAck {
 				c.sendAck(ackID, "InvocationFailed", "The event handler returned a failure.")
 				return
@@ -160,7 +166,9 @@ func (c *conn) invoke(m *wsproto.ClientMessage) {
 			res.Err = errors.New("engine: the event handler replied with a body that is not text, valid JSON or binary")
 		}
 		if res.Err != nil {
-			c.logger().Warn("invoke failed", "event", name, "err", res.Err)
+			if sup, ok := c.srv.warnAllowed(warnEventFailed); ok {
+				c.logger().Warn("invoke failed", "event", name, "err", res.Err, sup)
+			}
 			c.writeInvokeResponse(id, res, invokeErrorName(res.Err), "The event handler returned a failure.")
 			return
 		}

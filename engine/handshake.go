@@ -27,8 +27,21 @@ import (
 // head is the complete request head; it runs on the connection's loop.
 func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery string) {
 	s := c.srv
+	st := s.settings()
 	reject := func(status int, msg string, attrs ...any) {
-		s.log.Info("handshake rejected", append([]any{"status", status, "why", msg, "remote", c.remote()}, attrs...)...)
+		kind, level := warnHandshake, slog.LevelInfo
+		switch status {
+		case 401:
+			kind = warnUnauthorized
+		case 429:
+			kind, level = warnConnLimit, slog.LevelWarn
+		case 503:
+			kind, level = warnBusy, slog.LevelWarn
+		}
+		if sup, ok := s.warnAllowed(kind); ok {
+			attrs = append(attrs, "status", status, "why", msg, "remote", c.remote(), sup)
+			s.log.Log(context.Background(), level, "handshake rejected", attrs...)
+		}
 		c.lp.rejectHandshake(status)
 		c.replyStatus(status, msg)
 	}
@@ -54,7 +67,7 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		reject(400, "not a WebSocket upgrade request")
 		return
 	}
-	hub := s.hub(hubName)
+	hub := st.hub(hubName)
 	if id := q.Get("awps_connection_id"); id != "" {
 		// A reliable-recovery request (§1.3, §7.5): the access token is ignored.
 		c.recoverConn(head, h, hubName, id, q.Get("awps_reconnection_token"))
@@ -73,7 +86,7 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 			return
 		}
 	} else {
-		claims, err = s.verifier.VerifyClient(token, hubName, s.cfg.BasePath, s.now())
+		claims, err = st.verifier.VerifyClient(token, hubName, s.cfg.BasePath, s.now())
 		switch {
 		case errors.Is(err, ErrTokenBadGroup):
 			reject(400, "invalid group in access token", "hub", hubName, "err", err)
@@ -83,7 +96,7 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 			return
 		}
 	}
-	if limit := s.cfg.Limits.MaxConnections; limit > 0 && s.wsConns.Load() >= int64(limit) {
+	if limit := st.cfg.Limits.MaxConnections; limit > 0 && s.wsConns.Load() >= int64(limit) {
 		reject(429, "connection limit reached")
 		return
 	}
@@ -92,7 +105,7 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		offered = wsproto.SplitProtocols(offered, string(v))
 	}
 	p := pendingConn{
-		head: head, hubName: hubName, hub: hub, offered: offered,
+		head: head, hubName: hubName, hub: hub, hubGen: st.gen, offered: offered,
 		userID: claims.UserID, roles: claims.Roles, groups: claims.Groups,
 		id: newConnectionID(),
 	}
@@ -137,6 +150,7 @@ type pendingConn struct {
 	head    []byte
 	hubName string
 	hub     *hubConfig
+	hubGen  uint32 // settings.gen hub came from
 	offered []string
 	id      string
 	userID  string
@@ -152,16 +166,16 @@ func (c *conn) finishConnect(p *pendingConn, res upstream.ConnectResult) {
 		return // the client went away while the upstream decided; nothing was sent
 	}
 	c.state = stateHTTP
-	log := c.srv.log.With(slog.String("hub", p.hubName), slog.String("conn", p.id))
+	log := c.srv.log.With(slog.String("hub", p.hubName), slog.String("connectionId", p.id))
 	if res.Err != nil {
 		var rej *upstream.RejectError
 		if errors.As(res.Err, &rej) {
-			log.Info("connect rejected by the event handler", "status", rej.Status)
+			log.Debug("connect rejected by the event handler", "status", rej.Status)
 			c.lp.rejectHandshake(rej.Status)
 			c.replyStatus(rej.Status, string(rej.Body))
 			return
 		}
-		log.Warn("connect event failed", "err", res.Err)
+		c.srv.limited(log, warnEventFailed, slog.LevelWarn, "connect event failed", slog.Any("err", res.Err))
 		c.lp.rejectHandshake(500)
 		c.replyStatus(500, "the connect event handler failed")
 		return
@@ -196,7 +210,9 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 	}
 	resp, err := wsproto.AppendUpgradeResponse(nil, p.head, selected)
 	if err != nil {
-		s.log.Info("handshake rejected", "why", err.Error(), "remote", c.remote())
+		if sup, ok := s.warnAllowed(warnHandshake); ok {
+			s.log.Info("handshake rejected", "status", 400, "why", err.Error(), "remote", c.remote(), sup)
+		}
 		c.lp.rejectHandshake(responseStatus(resp))
 		_, _ = c.gc.Write(resp)
 		c.state = stateClosed
@@ -218,7 +234,7 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 			s.reg.Join(rc, g)
 		}
 	}
-	c.rc, c.kind, c.hub, c.sess = rc, kind, p.hub, p.sess
+	c.rc, c.kind, c.hub, c.hubGen, c.sess = rc, kind, p.hub, p.hubGen, p.sess
 	c.hubIdx = s.labels.index(p.hubName)
 	token := ""
 	if kind.IsReliable() {
@@ -344,7 +360,9 @@ func (c *conn) recoverConn(head []byte, h *fasthttp.RequestHeader, hubName, id, 
 	}
 	resp, err := wsproto.AppendUpgradeResponse(nil, head, a.kind.String())
 	if err != nil {
-		c.srv.log.Info("recovery handshake rejected", "why", err.Error(), "remote", c.remote())
+		if sup, ok := c.srv.warnAllowed(warnHandshake); ok {
+			c.srv.log.Info("recovery handshake rejected", "status", 400, "why", err.Error(), "remote", c.remote(), sup)
+		}
 		c.lp.rejectHandshake(responseStatus(resp))
 		_, _ = c.gc.Write(resp)
 		c.state = stateClosed
@@ -357,7 +375,7 @@ func (c *conn) recoverConn(head []byte, h *fasthttp.RequestHeader, hubName, id, 
 		return
 	}
 	_, _ = c.gc.Write(out)
-	c.debug("recovered", "conn", id)
+	c.debug("recovered")
 }
 
 // refuseRecovery upgrades a recovery request and closes it with 1008 so the SDK
@@ -375,7 +393,7 @@ func (c *conn) refuseRecovery(head []byte, h *fasthttp.RequestHeader, hubName st
 		}
 		resp = wsproto.AppendCloseFrame(resp, ws.StatusPolicyViolation, "BadRequest")
 	}
-	c.srv.log.Info("recovery refused", "hub", hubName, "remote", c.remote())
+	c.debug("recovery refused", "hub", hubName)
 	_, _ = c.gc.Write(resp)
 	c.state = stateClosed
 	_ = c.gc.Close()

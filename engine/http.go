@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,9 @@ func (c *conn) onHTTP() {
 	end := bytes.Index(buf, headEnd)
 	if end < 0 || end+len(headEnd) > maxHead {
 		if end >= 0 || len(buf) > maxHead {
-			c.srv.log.Warn("http: request head too large", "remote", c.remote(), "limit_bytes", maxHead)
+			if sup, ok := c.srv.warnAllowed(warnHead); ok {
+				c.srv.log.Warn("http: request head too large", "status", 431, "remote", c.remote(), "limitBytes", maxHead, sup)
+			}
 			c.replyError(431, "Error.RequestHeaderFieldsTooLarge", "request head exceeds "+strconv.Itoa(maxHead)+" bytes", true)
 		}
 		return
@@ -39,7 +42,9 @@ func (c *conn) onHTTP() {
 	br.Reset(nil)
 	c.srv.readers.Put(br)
 	if err != nil {
-		c.srv.log.Warn("http: malformed request head", "remote", c.remote(), "err", err)
+		if sup, ok := c.srv.warnAllowed(warnHead); ok {
+			c.srv.log.Warn("http: malformed request head", "status", 400, "remote", c.remote(), "err", parseErrorText(err), sup)
+		}
 		c.replyError(400, "Error.BadRequest", "malformed HTTP request", true)
 		return
 	}
@@ -76,9 +81,9 @@ func (c *conn) remote() string {
 }
 
 func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
-	c.srv.log.Info("http: unknown route", "method", string(h.Method()), "path", path, "remote", c.remote())
+	c.debug("http: unknown route", "method", string(h.Method()), "path", path)
 	cl := h.ContentLength()
-	if cl < 0 || cl > c.srv.cfg.Limits.MaxMessageBytes {
+	if cl < 0 || cl > c.srv.settings().cfg.Limits.MaxMessageBytes {
 		c.srv.metrics.restDone(opUnknown, 404, 0)
 		c.replyError(404, "Error.NotFound", "no route for "+path, true)
 		return
@@ -95,11 +100,13 @@ func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
 // startREST waits for the whole body, copies the request once and hands it to the
 // worker pool. The connection reads nothing more until the response is out.
 func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
-	limit := c.srv.cfg.Limits.MaxMessageBytes
+	limit := c.srv.settings().cfg.Limits.MaxMessageBytes
 	total := headLen
 	switch cl := h.ContentLength(); {
 	case cl > limit:
-		c.srv.log.Warn("rest: body too large", "bytes", cl, "limit_bytes", limit)
+		if sup, ok := c.srv.warnAllowed(warnTooBig); ok {
+			c.srv.log.Warn("rest: body too large", "status", 413, "remote", c.remote(), "bytes", cl, "limitBytes", limit, sup)
+		}
 		c.rejectLargeBody(h, limit)
 		return
 	case cl > 0:
@@ -111,7 +118,9 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 		n, ok := chunkedEnd(buf[headLen:])
 		if !ok {
 			if len(buf)-headLen > limit+limit/8 {
-				c.srv.log.Warn("rest: chunked body too large", "limit_bytes", limit)
+				if sup, ok := c.srv.warnAllowed(warnTooBig); ok {
+					c.srv.log.Warn("rest: chunked body too large", "status", 413, "remote", c.remote(), "limitBytes", limit, sup)
+				}
 				c.rejectLargeBody(h, limit)
 			}
 			return
@@ -126,7 +135,7 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 	start := time.Now()
 	if !c.srv.pool.trySubmit(func() { c.srv.runREST(gc, req, start) }) {
 		c.state = stateHTTP
-		c.srv.log.Warn("rest: worker queue full, answering 503")
+		c.srv.limited(c.srv.log, warnBusy, slog.LevelWarn, "rest: worker queue full", slog.Int("status", 503))
 		c.srv.metrics.restDone(opUnknown, 503, time.Since(start))
 		c.replyError(503, "Error.ServiceUnavailable", "server busy, retry later", false)
 	}
@@ -202,13 +211,15 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte, start time.Time) {
 	ctx.Response.Reset()
 	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(bytes.NewReader(raw))
-	err := ctx.Request.ReadLimitBody(br, s.cfg.Limits.MaxMessageBytes)
+	err := ctx.Request.ReadLimitBody(br, s.settings().cfg.Limits.MaxMessageBytes)
 	br.Reset(nil)
 	s.readers.Put(br)
 	closeConn := false
 	op := opUnknown
 	if err != nil {
-		s.log.Warn("rest: malformed request", "err", err)
+		if sup, ok := s.warnAllowed(warnHead); ok {
+			s.log.Warn("rest: malformed request", "status", 400, "err", parseErrorText(err), sup)
+		}
 		setError(ctx, 400, "Error.BadRequest", "malformed HTTP request: "+err.Error())
 		closeConn = true
 	} else {

@@ -134,7 +134,7 @@ func (r *reliable) detach(sock *conn, terminal bool) {
 		r.finalize(sock.closedBy, sock.reason)
 		return
 	}
-	window := sock.srv.cfg.Limits.RecoveryWindow
+	window := sock.srv.settings().cfg.Limits.RecoveryWindow
 	r.timer = time.AfterFunc(window, func() {
 		r.mu.Lock()
 		expired := r.sock == nil && !r.ended
@@ -192,7 +192,9 @@ func (r *reliable) finalize(why closeReason, reason string) {
 	sh := &a.srv.shared[a.hubIdx]
 	sh.conns[protocolIndex(a.kind)].Add(-1)
 	sh.closed[why.categoryIndex()].Add(1)
-	if a.sess != nil && a.hub.up.HasDisconnected() {
+	if a.sess != nil {
+		// The session matches the hub's current handlers (refreshHub keeps it up to
+		// date); a.hub may be stale, and is another loop's to write.
 		a.sess.Disconnected(reason)
 	}
 }
@@ -223,7 +225,10 @@ func (r *reliable) recover(nc *conn, resp []byte) ([]byte, bool) {
 		r.timer = nil
 	}
 	a := r.anchor
-	nc.rc, nc.kind, nc.hub, nc.sess, nc.rel, nc.hubIdx = a.rc, a.kind, a.hub, a.sess, r, a.hubIdx
+	// a.hub belongs to a's loop: look the hub up afresh rather than read it.
+	st := nc.srv.settings()
+	nc.rc, nc.kind, nc.hub, nc.hubGen, nc.sess, nc.rel = a.rc, a.kind, st.hub(a.rc.Hub), st.gen, a.sess, r
+	nc.hubIdx = a.hubIdx
 	now := nc.srv.now().UnixNano()
 	nc.lastRead, nc.lastPing = now, now
 	nc.state = stateWS

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"log/slog"
 	"mime"
 	"net/url"
 	"strconv"
@@ -65,7 +66,7 @@ func (rt restRoute) metricsOp() string {
 func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, rt restRoute, escPath string) {
 	args := ctx.QueryArgs()
 	if v := args.Peek("api-version"); len(v) > 0 && !knownAPIVersion(string(v)) {
-		s.log.Debug("rest: unknown api-version, serving as the latest", "api_version", string(v), "op", rt.op)
+		s.log.Debug("rest: unknown api-version, serving as the latest", "apiVersion", string(v), "op", rt.op)
 	}
 	if fail := validateNames(rt); fail != nil {
 		fail.write(&ctx.Response)
@@ -195,7 +196,7 @@ func (s *Server) routeAndAuth(method, escPath string, auth []byte) (restRoute, *
 	path := strings.TrimPrefix(escPath, s.cfg.BasePath)
 	rt, allow, found := matchRoute(path, method)
 	if !found {
-		s.log.Info("rest: unknown route", "method", method, "path", escPath)
+		s.log.Debug("rest: unknown route", "method", method, "path", escPath)
 		return rt, &restFailure{status: 404, code: "Error.NotFound", message: "no route for " + method + " " + escPath}
 	}
 	if rt.op == "" {
@@ -203,11 +204,11 @@ func (s *Server) routeAndAuth(method, escPath string, auth []byte) (restRoute, *
 			message: "method " + method + " is not allowed on " + escPath + "; allowed: " + allow}
 	}
 	if len(auth) < 7 || !strings.EqualFold(string(auth[:7]), "bearer ") {
-		s.log.Info("rest: missing bearer token", "op", rt.op)
+		s.limited(s.log, warnUnauthorized, slog.LevelInfo, "rest: missing bearer token", slog.Int("status", 401), slog.String("op", rt.op))
 		return rt, &restFailure{status: 401, code: "Error.Unauthorized", message: "missing Authorization: Bearer token"}
 	}
-	if err := s.verifier.VerifyREST(strings.TrimSpace(string(auth[7:])), escPath, s.now()); err != nil {
-		s.log.Info("rest: bad bearer token", "op", rt.op, "err", err)
+	if err := s.settings().verifier.VerifyREST(strings.TrimSpace(string(auth[7:])), escPath, s.now()); err != nil {
+		s.limited(s.log, warnUnauthorized, slog.LevelInfo, "rest: bad bearer token", slog.Int("status", 401), slog.String("op", rt.op), slog.Any("err", err))
 		return rt, &restFailure{status: 401, code: "Error.Unauthorized", message: "invalid bearer token: " + err.Error()}
 	}
 	return rt, nil
@@ -592,7 +593,7 @@ func (s *Server) generateToken(ctx *fasthttp.RequestCtx, rt restRoute) {
 		groups = append(groups, string(g))
 	}
 	aud := s.publicBase(ctx) + clientPath + rt.hub
-	tok, err := signGeneratedToken(s.cfg.Keys.Primary, aud, string(args.Peek("userId")), roles, groups, s.now(), time.Duration(minutes)*time.Minute)
+	tok, err := signGeneratedToken(s.settings().cfg.Keys.Primary, aud, string(args.Peek("userId")), roles, groups, s.now(), time.Duration(minutes)*time.Minute)
 	if err != nil {
 		s.log.Error("rest: sign client token", "err", err)
 		setError(ctx, 500, "Error.InternalServerError", "could not sign the token")

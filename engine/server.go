@@ -29,12 +29,14 @@ import (
 type Server struct {
 	gnet.BuiltinEventEngine
 
-	cfg      Config
-	log      *slog.Logger
-	reg      *registry.Registry
-	verifier *TokenVerifier
-	hubs     map[string]*hubConfig // lower-cased hub name → settings
-	defHub   *hubConfig
+	// cfg is the configuration given to New. Its reloadable parts (keys, auth, hubs,
+	// limits) are read through live instead; the rest needs a restart to change.
+	cfg  Config
+	log  *slog.Logger
+	reg  *registry.Registry
+	live atomic.Pointer[settings] // replaced as a whole by Reload
+	// reloadMu serialises Reload calls; readers never take it.
+	reloadMu sync.Mutex
 	pool     *workerPool
 	// readers holds bufio.Readers that wrap fully buffered bytes, so fasthttp's
 	// blocking parsers never wait: they see EOF instead. Each is as large as the
@@ -50,7 +52,7 @@ type Server struct {
 	wsConns    atomic.Int64 // open WebSocket connections; read by REST, metrics and shutdown
 	connecting atomic.Int64 // handshakes waiting for the upstream connect event
 	up         *upstream.Client
-	dropLog    rateLimitedLog
+	warn       [numWarnKinds]rateLimit // one line a second per kind of repeated warning
 
 	// Metrics (metrics.go): hub label indexes, the counters moved off the loops
 	// (indexed like loopStats.hubs), the live reliable connections and the
@@ -66,13 +68,6 @@ type Server struct {
 	loopArr atomic.Pointer[[]*loop]
 
 	now func() time.Time
-}
-
-// hubConfig is the effective, parsed settings of one hub.
-type hubConfig struct {
-	anonymous bool
-	keepAlive time.Duration
-	up        *upstream.Hub // compiled event handlers; nil when there are none
 }
 
 // loop is the per-event-loop state: scratch buffers and the connections it owns.
@@ -100,32 +95,29 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      log,
-		reg:      reg,
-		verifier: NewTokenVerifier(cfg.Keys, cfg.Auth.ClockSkew, strictEndpoints(cfg)),
-		hubs:     make(map[string]*hubConfig, len(cfg.Hubs)),
-		started:  make(chan struct{}),
-		stopped:  make(chan struct{}),
-		loops:    make(map[gnet.EventLoop]*loop),
-		now:      time.Now,
+		cfg:     cfg,
+		log:     log,
+		reg:     reg,
+		started: make(chan struct{}),
+		stopped: make(chan struct{}),
+		loops:   make(map[gnet.EventLoop]*loop),
+		now:     time.Now,
 	}
+	st, err := newSettings(cfg, nil, 1)
+	if err != nil {
+		return nil, err
+	}
+	s.live.Store(st)
+	// Hubs configured at start get their own metrics label; hubs added by a reload
+	// count as dynamic hubs (the first 100 by name, then "other").
 	names := make([]string, 0, len(cfg.Hubs))
-	for name, h := range cfg.Hubs {
-		hc, err := newHubConfig(h)
-		if err != nil {
-			return nil, fmt.Errorf("engine: hubs.%s.eventHandlers: %w", name, err)
-		}
-		s.hubs[strings.ToLower(name)] = hc
+	for name := range cfg.Hubs {
 		names = append(names, name)
 	}
 	slices.Sort(names)
 	s.labels = newHubLabels(names)
 	s.shared = make([]sharedHubCounters, s.labels.size())
 	s.metrics = newMetrics(s)
-	if s.defHub, err = newHubConfig(cfg.DefaultHub); err != nil {
-		return nil, fmt.Errorf("engine: defaultHub.eventHandlers: %w", err)
-	}
 	upCfg := upstreamConfig(cfg, log)
 	upCfg.OnAttempt = s.metrics.upstreamAttempt
 	if s.up, err = upstream.New(upCfg); err != nil {
@@ -150,6 +142,7 @@ func newHubConfig(h HubSettings) (*hubConfig, error) {
 	hc := &hubConfig{
 		anonymous: strings.EqualFold(h.AnonymousConnectPolicy, "allow"),
 		keepAlive: h.KeepAliveInterval,
+		src:       h,
 	}
 	if hc.keepAlive <= 0 {
 		hc.keepAlive = 20 * time.Second
@@ -175,10 +168,6 @@ func newHubConfig(h HubSettings) (*hubConfig, error) {
 
 // upstreamConfig converts the server's settings into the upstream client's.
 func upstreamConfig(cfg Config, log *slog.Logger) upstream.Config {
-	keys := []string{cfg.Keys.Primary}
-	if cfg.Keys.Secondary != "" {
-		keys = append(keys, cfg.Keys.Secondary)
-	}
 	public := cfg.PublicEndpoint
 	if public == "" {
 		public = "http://" + cfg.Listen
@@ -193,7 +182,7 @@ func upstreamConfig(cfg Config, log *slog.Logger) upstream.Config {
 	}
 	u := cfg.Upstream
 	return upstream.Config{
-		Keys:                    keys,
+		Keys:                    upstreamKeys(cfg.Keys),
 		RequestOrigin:           origin,
 		PublicHostPort:          hostPort,
 		ValidationDisabled:      u.ValidationDisabled,
@@ -205,6 +194,15 @@ func upstreamConfig(cfg Config, log *slog.Logger) upstream.Config {
 		MaxConnectionStateBytes: u.MaxConnectionStateBytes,
 		Logger:                  log,
 	}
+}
+
+// upstreamKeys lists the keys that sign ce-signature, primary first.
+func upstreamKeys(k Keys) []string {
+	keys := []string{k.Primary}
+	if k.Secondary != "" {
+		keys = append(keys, k.Secondary)
+	}
+	return keys
 }
 
 // applyDefaults fills zero values and validates; it is the only place defaults live.
@@ -249,13 +247,6 @@ func applyDefaults(cfg *Config) error {
 		return fmt.Errorf("engine: endpoint.basePath %q must start with '/' and not end with '/'", cfg.BasePath)
 	}
 	return nil
-}
-
-func (s *Server) hub(name string) *hubConfig {
-	if h, ok := s.hubs[strings.ToLower(name)]; ok {
-		return h
-	}
-	return s.defHub
 }
 
 // Start listens and serves in the background: the admin listener first (when
@@ -423,7 +414,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	for _, lp := range *s.loopArr.Load() {
 		lp := lp
 		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			lp.sweep(now, int64(s.cfg.Limits.HTTPIdleTimeout))
+			lp.sweep(now, int64(s.settings().cfg.Limits.HTTPIdleTimeout))
 			return nil
 		}))
 	}
@@ -446,6 +437,7 @@ func (lp *loop) sweep(now time.Time, httpIdle int64) {
 		if c.state != stateWS {
 			continue
 		}
+		c.refreshHub()
 		ka := int64(c.hub.keepAlive)
 		if n-c.lastRead > 3*ka && !c.busy { // a slow upstream is not the client's silence
 			c.close(closePingTimeout, "")

@@ -27,6 +27,9 @@ type Client struct {
 	validMu     sync.Mutex
 	validations map[string]*validation // by target.validateURL
 
+	// keys sign ce-signature: Config.Keys until SetKeys replaces them.
+	keys atomic.Pointer[[]string]
+
 	pending atomic.Int64 // events accepted and not yet finished
 	closed  atomic.Bool
 
@@ -37,7 +40,8 @@ type Client struct {
 
 	sent, failed, retried, dropped atomic.Uint64
 
-	warn rateLimiter
+	// warn rate-limits info and warning lines per kind (warnKindOf): one a second each.
+	warn [4]rateLimit
 	now  func() time.Time // replaced in tests
 	// encode writes an event's headers: writeHeaders; the sdk-go variant in
 	// bench_test.go for the comparison doc.go reports.
@@ -95,7 +99,7 @@ func New(cfg Config) (*Client, error) {
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
 	}
-	c.warn.max = 20
+	c.keys.Store(&cfg.Keys)
 	return c, nil
 }
 
@@ -237,7 +241,7 @@ func (c *Client) run(t *task) {
 		delay := c.cfg.RetryDelays[t.attempt]
 		t.attempt++
 		c.retried.Add(1)
-		c.logEvent(slog.LevelInfo, "upstream: event failed, retrying", t, slog.Any("error", o.err), slog.Duration("delay", delay), slog.Int("attempt", t.attempt+1))
+		c.logEvent(slog.LevelInfo, msgEventRetrying, t, slog.Any("err", o.err), slog.Duration("delay", delay), slog.Int("attempt", t.attempt+1))
 		h := c.hostFor(t.target.hostKey)
 		if delay <= 0 {
 			h.submit(t)
@@ -379,7 +383,7 @@ func (c *Client) finish(t *task, o outcome) {
 		if errors.As(o.err, &re) {
 			level = slog.LevelInfo
 		}
-		c.logEvent(level, "upstream: event failed", t, slog.Any("error", o.err))
+		c.logEvent(level, msgEventFailed, t, slog.Any("err", o.err))
 	}
 	switch t.kind {
 	case kindConnect:
@@ -399,20 +403,40 @@ func (c *Client) finish(t *task, o outcome) {
 	s.next()
 }
 
+// Warnings of logEvent, each rate-limited on its own (operations.md §4).
+const (
+	msgEventFailed   = "upstream: event failed"
+	msgEventRetrying = "upstream: event failed, retrying"
+	msgEventDropped  = "upstream: too many pending events, event dropped"
+)
+
+// warnKindOf picks the rate limit of a line: failed, retried, dropped events, others.
+func warnKindOf(msg string) int {
+	switch msg {
+	case msgEventFailed:
+		return 0
+	case msgEventRetrying:
+		return 1
+	case msgEventDropped:
+		return 2
+	}
+	return 3
+}
+
 // logEvent writes one line about t with hub, connection id, event and URL
-// (without query). Warnings are rate-limited.
+// (without query). Lines at info and above are rate-limited per kind, debug ones are not.
 func (c *Client) logEvent(level slog.Level, msg string, t *task, attrs ...slog.Attr) {
 	ctx := context.Background()
 	if !c.log.Enabled(ctx, level) {
 		return
 	}
-	if level >= slog.LevelWarn {
-		ok, suppressed := c.warn.allow(c.now())
+	if level >= slog.LevelInfo { // per-event lines above debug: rate-limited (operations.md §4)
+		suppressed, ok := c.warn[warnKindOf(msg)].allow(c.now())
 		if !ok {
 			return
 		}
 		if suppressed > 0 {
-			attrs = append(attrs, slog.Uint64("suppressedSinceLast", suppressed))
+			attrs = append(attrs, slog.Int64("suppressed", suppressed))
 		}
 	}
 	base := []slog.Attr{
@@ -427,30 +451,12 @@ func (c *Client) logEvent(level slog.Level, msg string, t *task, attrs ...slog.A
 	c.log.LogAttrs(ctx, level, msg, append(base, attrs...)...)
 }
 
-// rateLimiter allows max lines per second and counts the rest.
-type rateLimiter struct {
-	mu         sync.Mutex
-	max        int
-	window     int64
-	n          int
-	suppressed uint64
-}
-
-func (r *rateLimiter) allow(now time.Time) (bool, uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	sec := now.Unix()
-	if sec != r.window {
-		r.window, r.n = sec, 0
-	}
-	if r.n >= r.max {
-		r.suppressed++
-		return false, 0
-	}
-	r.n++
-	s := r.suppressed
-	r.suppressed = 0
-	return true, s
+// SetKeys replaces the access keys that sign ce-signature (primary first) after a key
+// rotation: every event sent from now on, also of existing sessions, is signed with
+// keys. Safe for concurrent use.
+func (c *Client) SetKeys(keys []string) {
+	keys = append([]string(nil), keys...)
+	c.keys.Store(&keys)
 }
 
 // SetPublicHostPort sets the host:port accepted in WebHook-Allowed-Origin (§9.2),

@@ -10,7 +10,8 @@ import (
 
 // Config holds the upstream client settings (config.md §3.1 `upstream`, plus the
 // keys and the public endpoint the requests identify themselves with). Every
-// field's zero value works. New copies it; it is never changed afterwards.
+// field's zero value works. New copies it; it is never changed afterwards, except
+// that SetKeys replaces Keys after a key rotation.
 type Config struct {
 	// Keys are the access keys, primary first. Each one signs the connection id
 	// in ce-signature (upstream-protocol.md §7). Empty means no ce-signature header.

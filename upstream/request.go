@@ -79,9 +79,9 @@ type eventHeaders struct {
 // state are read now so that a state set by the previous event applies (§6.4).
 func (c *Client) headersFor(t *task) eventHeaders {
 	s := t.s
-	if !s.sigDone {
-		s.sig = Signature(s.id, c.cfg.Keys)
-		s.sigDone = true
+	if keys := c.keys.Load(); s.sigKeys != keys {
+		s.sig = Signature(s.id, *keys)
+		s.sigKeys = keys
 	}
 	if t.time == "" {
 		t.at = c.now()

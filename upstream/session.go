@@ -3,6 +3,7 @@ package upstream
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,14 +32,15 @@ type SessionInfo struct {
 type Session struct {
 	c      *Client
 	hub    string
-	hk     *Hub
+	hk     atomic.Pointer[Hub] // the hub's current handlers (SetHub)
 	id     string
 	source string // ce-source
 
-	// sig is ce-signature, computed by the first event that is sent. Only the
-	// session's running event touches it (events of a session never overlap).
+	// sig is ce-signature, computed with sigKeys by the first event that is sent and
+	// again after SetKeys. Only the session's running event touches them (events of a
+	// session never overlap).
 	sig     string
-	sigDone bool
+	sigKeys *[]string
 
 	mu          sync.Mutex
 	userID      string
@@ -52,17 +54,23 @@ type Session struct {
 
 // NewSession starts the upstream state of one connection. It sends nothing.
 func (c *Client) NewSession(info SessionInfo) *Session {
-	return &Session{
+	s := &Session{
 		c:           c,
 		hub:         info.Hub,
-		hk:          info.HubKey,
 		id:          info.ConnectionID,
 		source:      "/hubs/" + info.Hub + "/client/" + info.ConnectionID,
 		userID:      info.UserID,
 		subprotocol: info.Subprotocol,
 		nextID:      1,
 	}
+	s.hk.Store(info.HubKey)
+	return s
 }
+
+// SetHub replaces the hub's compiled handlers after a configuration reload: events
+// queued from now on are matched against hk (nil = no handlers). Events already
+// queued keep the handler they were matched to.
+func (s *Session) SetHub(hk *Hub) { s.hk.Store(hk) }
 
 // SetUserID sets the user id sent as ce-userId by later events ("" = none). The
 // connect response's userId is applied by the session itself.
@@ -214,7 +222,7 @@ type task struct {
 // no such handler done reports acceptance without a call. done is called
 // exactly once, from an upstream goroutine, never inside Connect.
 func (s *Session) Connect(req ConnectRequest, done func(ConnectResult)) {
-	h := s.hk.system(sysConnect)
+	h := s.hk.Load().system(sysConnect)
 	if h == nil {
 		go done(ConnectResult{})
 		return
@@ -228,7 +236,7 @@ func (s *Session) Connect(req ConnectRequest, done func(ConnectResult)) {
 
 // Connected queues the non-blocking connected event (§5.1), body {}.
 func (s *Session) Connected() {
-	h := s.hk.system(sysConnected)
+	h := s.hk.Load().system(sysConnected)
 	if h == nil {
 		return
 	}
@@ -242,7 +250,7 @@ var emptyObject = []byte("{}")
 // Disconnected queues the non-blocking disconnected event (§5.2), body
 // {"reason":reason}. It is the session's last event: later calls are refused.
 func (s *Session) Disconnected(reason string) {
-	h := s.hk.system(sysDisconnected)
+	h := s.hk.Load().system(sysDisconnected)
 	if h == nil {
 		s.mu.Lock()
 		s.closed = true
@@ -260,7 +268,7 @@ func (s *Session) Disconnected(reason string) {
 // is called exactly once, from an upstream goroutine, never inside UserEvent;
 // ErrNoHandler when no handler's userEventPattern matches name.
 func (s *Session) UserEvent(name string, ct ContentType, body []byte, done func(EventResult)) {
-	h := s.hk.user(name)
+	h := s.hk.Load().user(name)
 	if h == nil {
 		go done(EventResult{Err: ErrNoHandler})
 		return
@@ -295,7 +303,7 @@ func (s *Session) enqueue(t *task, blocking bool) error {
 		c.pending.Add(-1)
 		s.mu.Unlock()
 		c.dropped.Add(1)
-		c.logEvent(slog.LevelWarn, "upstream: too many pending events, event dropped", t, slog.Bool("blocking", blocking), slog.Int("maxPendingEvents", c.cfg.MaxPendingEvents))
+		c.logEvent(slog.LevelWarn, msgEventDropped, t, slog.Bool("blocking", blocking), slog.Int("maxPendingEvents", c.cfg.MaxPendingEvents))
 		return ErrQueueFull
 	}
 	if t.kind == kindConnect {

@@ -13,28 +13,52 @@ import (
 
 // validation is the abuse-protection state of one validation URL (§9).
 type validation struct {
-	mu      sync.Mutex
-	url     string // OPTIONS target: the template with {event}=validate
-	logURL  string
-	hub     string
-	valid   bool      // last result
-	checked bool      // a result exists
-	expires time.Time // valid: revalidate after this
-	retryAt time.Time // invalid: try again after this
-	backoff time.Duration
-	reason  string        // why the last validation failed
-	running chan struct{} // non-nil while a validation request runs
+	mu       sync.Mutex
+	url      string // OPTIONS target: the template with {event}=validate
+	template string // the handler's URL template
+	logURL   string
+	hub      string
+	valid    bool      // last result
+	checked  bool      // a result exists
+	expires  time.Time // valid: revalidate after this
+	retryAt  time.Time // invalid: try again after this
+	backoff  time.Duration
+	reason   string        // why the last validation failed
+	running  chan struct{} // non-nil while a validation request runs
 }
 
 func (c *Client) validationFor(t *target, hub string) *validation {
 	c.validMu.Lock()
 	v := c.validations[t.validateURL]
 	if v == nil {
-		v = &validation{url: t.validateURL, logURL: redactURL(t.validateURL), hub: hub}
+		v = &validation{url: t.validateURL, template: t.h.template, logURL: redactURL(t.validateURL), hub: hub}
 		c.validations[t.validateURL] = v
 	}
 	c.validMu.Unlock()
 	return v
+}
+
+// RetainValidations forgets the abuse-protection results (§9) of every handler URL
+// template that none of hubs has, after a configuration reload: a changed URL is
+// validated again before its first event, an unchanged one keeps its result. Safe
+// for concurrent use.
+func (c *Client) RetainValidations(hubs ...*Hub) {
+	keep := make(map[string]bool)
+	for _, hb := range hubs {
+		if hb == nil {
+			continue
+		}
+		for _, h := range hb.handlers {
+			keep[h.template] = true
+		}
+	}
+	c.validMu.Lock()
+	for u, v := range c.validations {
+		if !keep[v.template] {
+			delete(c.validations, u)
+		}
+	}
+	c.validMu.Unlock()
 }
 
 // validate returns nil when events may go to t (§9.4): validated and fresh, or

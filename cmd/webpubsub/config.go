@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -39,6 +40,18 @@ type fileInfo struct {
 	// Overrides names the WPS_* environment variables that changed the configuration,
 	// sorted, for a startup log line. Their values are not kept.
 	Overrides []string
+	// Log is the log section (operations.md §5). It has no engine.Config field: main
+	// builds the logger from it.
+	Log logSettings
+}
+
+// logSettings is the log section: log.format and log.level.
+type logSettings struct {
+	// Format is "text" (the default) or "json": one object per line.
+	Format string
+	// Level is log.level; LevelSet is false when the file does not give one.
+	Level    slog.Level
+	LevelSet bool
 }
 
 // errTLSListener is wrapped when the configuration lists a TLS listener; TLS termination
@@ -54,7 +67,7 @@ var hubNameRE = regexp.MustCompile("^[A-Za-z][A-Za-z0-9_`,.[\\]]{0,127}$")
 // Schema key names, as written in config.md §3.1. Keys are matched case-insensitively and
 // ignoring '_', so that WPS_LIMITS__MAX_MESSAGE_BYTES and WPS_LIMITS__MAXMESSAGEBYTES both
 // reach limits.maxMessageBytes.
-var topLevelKeys = []string{"endpoint", "listen", "keys", "auth", "hubs", "defaultHub", "upstream", "limits", "admin"}
+var topLevelKeys = []string{"endpoint", "listen", "keys", "auth", "hubs", "defaultHub", "upstream", "limits", "admin", "log"}
 
 // loadConfig reads a YAML or JSON file (JSON when the content starts with '{'), expands
 // ${VAR} in its string values from environ, applies WPS_* environment overrides,
@@ -560,6 +573,7 @@ func buildConfig(root map[string]any, info *fileInfo) (engine.Config, error) {
 		func() error { return readUpstream(top["upstream"], &cfg) },
 		func() error { return readLimits(top["limits"], &cfg) },
 		func() error { return readAdmin(top["admin"], &cfg) },
+		func() error { return readLog(top["log"], &info.Log) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -1181,4 +1195,56 @@ func readAdmin(v any, cfg *engine.Config) error {
 		}
 	}
 	return nil
+}
+
+// readLog reads the log section (operations.md §5): format text or json, level debug,
+// info, warn or error.
+func readLog(v any, ls *logSettings) error {
+	s, err := asSection("log", v)
+	if err != nil {
+		return err
+	}
+	f, err := s.fields("format", "level")
+	if err != nil {
+		return err
+	}
+	format, err := stringValue("log.format", f["format"])
+	if err != nil {
+		return err
+	}
+	switch format = strings.ToLower(strings.TrimSpace(format)); format {
+	case "", "text":
+		ls.Format = "text"
+	case "json":
+		ls.Format = "json"
+	default:
+		return bad("log.format", f["format"], "must be text or json")
+	}
+	if f["level"] == nil {
+		return nil
+	}
+	level, err := stringValue("log.level", f["level"])
+	if err != nil {
+		return err
+	}
+	if ls.Level, err = parseLevel(level); err != nil {
+		return bad("log.level", f["level"], "%v", err)
+	}
+	ls.LevelSet = true
+	return nil
+}
+
+// parseLevel reads debug, info, warn or error (case-insensitively).
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, errors.New("must be debug, info, warn or error")
 }

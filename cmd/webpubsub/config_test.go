@@ -408,6 +408,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"key-control", "keys: {primary: \"a\\tb\"}", "keys.primary"},
 		{"key-secondary-only", "keys: {secondary: abc}", "keys.primary"},
 		{"section-scalar", "auth: yes", "auth"},
+		{"log-format", "log: {format: xml}", "log.format: must be text or json"},
+		{"log-level", "log: {level: verbose}", "log.level: must be debug, info, warn or error"},
+		{"log-unknown", "log: {colour: red}", `unknown key "log.colour"`},
+		{"log-scalar", "log: debug", "log"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -83,62 +83,48 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func serve(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "configuration file (YAML or JSON); none means development mode")
-	listen := fs.String("listen", "", "address of the public port, overrides listen[0].address (default 127.0.0.1:8080)")
-	accessKey := fs.String("access-key", "", "primary access key, overrides keys.primary")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var src configSource
+	fs.StringVar(&src.path, "config", "", "configuration file (YAML or JSON); none means development mode")
+	fs.StringVar(&src.listen, "listen", "", "address of the public port, overrides listen[0].address (default 127.0.0.1:8080)")
+	fs.StringVar(&src.accessKey, "access-key", "", "primary access key, overrides keys.primary")
+	fs.StringVar(&src.logLevel, "log-level", "", "debug, info, warn or error; overrides log.level (default info)")
 	checkOnly := fs.Bool("check", false, "validate the configuration, print the effective settings and exit")
-	adminAddr := fs.String("admin", "", "address of the admin listener (/livez, /readyz, /metrics; /debug/pprof/ with admin.pprof), overrides admin.address; off by default")
+	fs.StringVar(&src.admin, "admin", "", "address of the admin listener (/livez, /readyz, /metrics; /debug/pprof/ with admin.pprof), overrides admin.address; off by default")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(stderr, "webpubsub: --log-level %q: use debug, info, warn or error\n", *logLevel)
-		return exitUsage
+	if src.logLevel != "" {
+		if _, err := parseLevel(src.logLevel); err != nil {
+			fmt.Fprintf(stderr, "webpubsub: --log-level %q: use debug, info, warn or error\n", src.logLevel)
+			return exitUsage
+		}
 	}
-	cfg, info, err := loadConfig(*configPath, os.Environ())
+	if src.admin != "" {
+		if err := checkListenAddress(src.admin); err != nil {
+			fmt.Fprintf(stderr, "webpubsub: --admin %q: %v\n", src.admin, err)
+			return exitUsage
+		}
+	}
+	src.environ = os.Environ
+	run, err := src.load()
 	if err != nil {
 		fmt.Fprintf(stderr, "webpubsub: %v\n", err)
 		return exitUsage
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *accessKey != "" {
-		cfg.Keys.Primary = *accessKey
-	}
-	if *adminAddr != "" {
-		if err := checkListenAddress(*adminAddr); err != nil {
-			fmt.Fprintf(stderr, "webpubsub: --admin %q: %v\n", *adminAddr, err)
-			return exitUsage
-		}
-		cfg.Admin.Address = *adminAddr
-	}
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:8080"
-	}
-	dev := false
-	if cfg.Keys.Primary == "" && !cfg.Auth.DisableAccessKeys {
-		if !isLoopback(cfg.Listen) {
-			fmt.Fprintf(stderr, "webpubsub: refusing to listen on %s without an access key: set keys.primary in the config file, WPS_KEYS__PRIMARY, or --access-key (the development key is only used on loopback)\n", cfg.Listen)
-			return exitUsage
-		}
-		dev = true
-		cfg.Keys.Primary = engine.DevAccessKey
-	}
-	cfg.RequestOrigin = info.RequestOrigin
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg := run.cfg
+	level := new(slog.LevelVar)
+	level.Set(run.level)
+	log := newLogger(stderr, run.info.Log.Format, level)
+	cfg.Logger = log
 	if *checkOnly {
-		fmt.Fprintf(stdout, "configuration OK: listen=%s hubs=%d dev=%v\n", cfg.Listen, len(cfg.Hubs), dev)
+		fmt.Fprintf(stdout, "configuration OK: listen=%s hubs=%d dev=%v\n", cfg.Listen, len(cfg.Hubs), run.dev)
 		return exitOK
 	}
-	if os.Getenv("GOMAXPROCS") == "" && cfg.Loops == 0 {
+	if os.Getenv("GOMAXPROCS") == "" {
 		// Each gnet loop holds its P while it waits in epoll_wait, and the runtime only
 		// takes it back after up to 10 ms. With one P per core the REST workers and the
 		// upstream client then wait for a P: measured 2.2 ms p50 echo round trip at
 		// GOMAXPROCS=2, 0.23 ms at 4. Keep one loop per core and as many spare Ps.
-		cfg.Loops = runtime.NumCPU()
 		runtime.GOMAXPROCS(2 * cfg.Loops)
 	}
 	if os.Getenv("GOGC") == "" {
@@ -147,6 +133,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		// RSS per connection from 2.2 to 1.9 KiB at N = 10 000 (BENCHMARKS.md).
 		debug.SetGCPercent(50)
 	}
+	log.Info("config loaded", "path", run.info.Path, "hubs", len(cfg.Hubs), "overrides", run.info.Overrides,
+		"logFormat", run.info.Log.Format, "logLevel", run.level.String(), "dev", run.dev)
 	srv, err := engine.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "webpubsub: %v\n", err)
@@ -156,6 +144,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "webpubsub: %v (is another process using the port? pick one with --listen)\n", err)
 		return exitRuntime
 	}
+	// Before the listening line: whoever reads it may send SIGHUP, whose default action
+	// ends the process.
+	stopReload := reloadOnHangup(srv, src, run, level, log)
+	defer stopReload()
 	addr := srv.Addr()
 	endpoint := cfg.PublicEndpoint
 	if endpoint == "" {
@@ -166,10 +158,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		endpoint = "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 	}
 	key := "<keys.primary>"
-	if dev {
+	if run.dev {
 		key = cfg.Keys.Primary
 		fmt.Fprintln(stdout, "webpubsub: development mode: no configuration, using the well-known development access key (never expose this port)")
 	}
+	log.Info("listening", "listener", addr.String(), "endpoint", endpoint)
 	fmt.Fprintf(stdout, "webpubsub: listening on http://%s\n", addr)
 	if a := srv.AdminAddr(); a != nil {
 		fmt.Fprintf(stdout, "webpubsub: admin listener on http://%s (/livez, /readyz, /metrics", a)
@@ -196,6 +189,123 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "webpubsub: stopped")
 	return exitOK
+}
+
+// configSource is where the configuration comes from: the file, the environment and the
+// flags that override them. Startup and every SIGHUP read it the same way.
+type configSource struct {
+	path, listen, accessKey, logLevel, admin string
+	environ                                  func() []string
+}
+
+// loadedConfig is one reading of a configSource.
+type loadedConfig struct {
+	cfg   engine.Config // without Logger
+	info  fileInfo
+	dev   bool       // no key configured: the development key on loopback
+	level slog.Level // --log-level, else log.level, else info
+}
+
+// load reads the file and the environment and applies the flags. An error is one line
+// that names the offending key or flag.
+func (src configSource) load() (loadedConfig, error) {
+	cfg, info, err := loadConfig(src.path, src.environ())
+	if err != nil {
+		return loadedConfig{}, err
+	}
+	run := loadedConfig{info: info, level: slog.LevelInfo}
+	if info.Log.LevelSet {
+		run.level = info.Log.Level
+	}
+	if src.logLevel != "" {
+		if run.level, err = parseLevel(src.logLevel); err != nil {
+			return loadedConfig{}, fmt.Errorf("--log-level %q: %w", src.logLevel, err)
+		}
+	}
+	if src.listen != "" {
+		cfg.Listen = src.listen
+	}
+	if src.accessKey != "" {
+		cfg.Keys.Primary = src.accessKey
+	}
+	if src.admin != "" {
+		cfg.Admin.Address = src.admin
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.Keys.Primary == "" && !cfg.Auth.DisableAccessKeys {
+		if !isLoopback(cfg.Listen) {
+			return loadedConfig{}, fmt.Errorf("refusing to listen on %s without an access key: set keys.primary in the config file, WPS_KEYS__PRIMARY, or --access-key (the development key is only used on loopback)", cfg.Listen)
+		}
+		run.dev = true
+		cfg.Keys.Primary = engine.DevAccessKey
+	}
+	cfg.RequestOrigin = info.RequestOrigin
+	if os.Getenv("GOMAXPROCS") == "" && cfg.Loops == 0 {
+		cfg.Loops = runtime.NumCPU() // see serve: one loop per core, twice as many Ps
+	}
+	run.cfg = cfg
+	return run, nil
+}
+
+// newLogger returns the server's logger: slog text or JSON lines (operations.md §5) on w
+// at level, which SIGHUP may change.
+func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// reloadOnHangup reloads the configuration on every SIGHUP (operations.md §2): it reads
+// src again (same file, environment and flags), sets the log level and hands the rest to
+// srv.Reload. What needs a restart is logged at warn and ignored; an invalid file is one
+// error line and the running configuration stays. It returns a function that stops it.
+func reloadOnHangup(srv *engine.Server, src configSource, running loadedConfig, level *slog.LevelVar, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+			}
+			next, err := src.load()
+			if err == nil && next.dev && !running.dev {
+				// Development mode is chosen at startup only: a file that lost its key must
+				// not switch a running server to the well-known development key.
+				err = errors.New("config: keys.primary: required (the development key is only used when the server starts without one)")
+			}
+			if err != nil {
+				log.Error("config reload rejected, the running configuration stays", "err", err)
+				continue
+			}
+			res, err := srv.Reload(next.cfg)
+			if err != nil {
+				log.Error("config reload rejected, the running configuration stays", "err", err)
+				continue
+			}
+			if next.info.Log.Format != running.info.Log.Format {
+				res.NeedRestart = append(res.NeedRestart, "log.format")
+			}
+			for _, name := range res.NeedRestart {
+				log.Warn("config change needs a restart, ignored", "key", name)
+			}
+			if next.level != level.Level() {
+				level.Set(next.level)
+				res.Changed = append(res.Changed, "log.level")
+			}
+			log.Info("config reloaded", "path", src.path, "changed", res.Changed)
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 func isLoopback(addr string) bool {
