@@ -26,6 +26,12 @@
 # server's CPU per delivery and p99. The issue's target is a reliable member at most 1.3x
 # a plain one per delivery: (1 + delta) of json.reliable's cpu-s/Mdeliveries.
 #
+# The scrape pair (issue 10; alone with only=scrape) runs the paced 10 000-member fan-out
+# twice on the same fresh server, started with an admin listener on $admin_port (default
+# 19090): once alone (scrape=off) and once with the bench polling /metrics every second
+# (scrape=on). A benchstat table puts them side by side (-col /scrape): the metrics must
+# cost nothing measurable, so server CPU per million deliveries should match within noise.
+#
 # The filter scenarios (issue 6; alone with only=filter) send to all of 10 000
 # connections (--target all; member i is user bench-<i> in group g<i mod 2>) without a
 # filter and with three: userId ne null (true for all: the cost of evaluating a filter),
@@ -41,6 +47,7 @@ runs=${1:-3}
 only=${only:-}
 key=benchKEYbenchKEYbenchKEYbenchKEYbenchKEY0123
 upstream=127.0.0.1:${upstream_port:-18081}
+admin=127.0.0.1:${admin_port:-19090}
 out=$(mktemp -d)
 benchstat="go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
 
@@ -50,12 +57,12 @@ go build -o bin/webpubsub ./cmd/webpubsub
 bin/webpubsub bench echo --hub echo --upstream-listen "$upstream" --print-config >"$out/echo.yaml"
 bin/webpubsub bench echo --hub slow --upstream-listen "$upstream" --print-config >"$out/slow.yaml"
 
-# start_server TARGET [CONFIG]: a fresh TARGET server (webpubsub|baseline) on a free port;
-# sets pid and port.
+# start_server TARGET [CONFIG [FLAGS...]]: a fresh TARGET server (webpubsub|baseline) on a
+# free port; sets pid and port.
 start_server() {
   local target=$1 config=${2:-} log="$out/server.log"
   if [ "$target" = webpubsub ]; then
-    bin/webpubsub serve --listen 127.0.0.1:0 --access-key "$key" --log-level warn ${config:+--config "$config"} >"$log" 2>&1 &
+    bin/webpubsub serve --listen 127.0.0.1:0 --access-key "$key" --log-level warn ${config:+--config "$config"} "${@:3}" >"$log" 2>&1 &
   else
     "$out/baseline" -listen 127.0.0.1:0 -access-key "$key" >"$log" 2>&1 &
   fi
@@ -110,6 +117,23 @@ slow_pair() {
   stop_server
 }
 
+# scrape_pair: the paced 10 000-member fan-out without and with a scraper on /metrics, on
+# one fresh server per pair (the order alternates between rounds, so drift hits both).
+fanout_paced=(fanout --members 10000 --messages 50 --rate 5 --size 64)
+scrape_pair() {
+  local round=$1 first=off second=on label
+  if [ $((round % 2)) = 0 ]; then first=on second=off; fi
+  start_server webpubsub "" --admin "$admin" || return 0
+  for label in $first $second; do
+    if [ "$label" = on ]; then
+      bench_run webpubsub scrape=on "${fanout_paced[@]}" --scrape "http://$admin/metrics"
+    else
+      bench_run webpubsub scrape=off "${fanout_paced[@]}"
+    fi
+  done
+  stop_server
+}
+
 # filter_set: send to all of 10 000 connections, without a filter and with three, paced and
 # overloaded; each run on a fresh server.
 filter_names=(none all half complex)
@@ -152,6 +176,10 @@ for r in $(seq "$runs"); do
     echo ">> run $r/$runs: fan-out on hub fast, alone and beside a 2 s upstream on hub slow" >&2
     slow_pair >>"$out/all.bench"
   fi
+  if [ -z "$only" ] || grep -Eq -- "$only" <<<scrape; then
+    echo ">> run $r/$runs: 10 000-member fan-out without and with a /metrics scraper" >&2
+    scrape_pair "$r" >>"$out/all.bench"
+  fi
   if [ -z "$only" ] || grep -Eq -- "$only" <<<filter; then
     echo ">> run $r/$runs: send to all of 10 000, unfiltered and with three filters" >&2
     filter_set >>"$out/all.bench"
@@ -187,6 +215,17 @@ if grep -q '/target=all/' "$out/all.bench"; then
   echo '```'
   $benchstat -col '/filter@(none all half complex)' \
     -filter '.name:WebpubsubFanout /target:all .unit:(deliveries/s OR ratio OR cpu-s/Mdeliveries OR cpu-ms/send OR p50-sec OR p99-sec OR failures)' \
+    "$out/all.bench" | grep -v 'need >= 6\|summaries must\|^$' || true
+  echo '```'
+fi
+if grep -q '/scrape=' "$out/all.bench"; then
+  echo
+  echo 'The paced 10 000-member fan-out without and with a scraper polling /metrics every second'
+  echo '(the on column against off): server CPU per million deliveries, deliveries/s, latency.'
+  echo
+  echo '```'
+  $benchstat -col '/scrape@(off on)' \
+    -filter '.name:WebpubsubFanout .unit:(cpu-s/Mdeliveries OR deliveries/s OR ratio OR p50-sec OR p99-sec OR scrapes OR failures)' \
     "$out/all.bench" | grep -v 'need >= 6\|summaries must\|^$' || true
   echo '```'
 fi
