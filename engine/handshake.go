@@ -29,7 +29,7 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		s.log.Info("handshake rejected", append([]any{"status", status, "why", msg, "remote", c.remote()}, attrs...)...)
 		c.replyStatus(status, msg)
 	}
-	if s.draining.Load() {
+	if s.refusing.Load() { // during the drain delay handshakes are still accepted (drain.go)
 		reject(503, "server is shutting down")
 		return
 	}

@@ -120,7 +120,12 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 	_, _ = c.gc.Discard(total)
 	c.state = stateREST
 	gc := c.gc
-	if !c.srv.pool.trySubmit(func() { c.srv.runREST(gc, req) }) {
+	wg := c.srv.work.add() // a drain waits for it before closing connections (drain.go settle)
+	if !c.srv.pool.trySubmit(func() {
+		defer wg.Done()
+		c.srv.runREST(gc, req)
+	}) {
+		wg.Done()
 		c.state = stateHTTP
 		c.srv.log.Warn("rest: worker queue full, answering 503")
 		c.replyError(503, "Error.ServiceUnavailable", "server busy, retry later", false)
@@ -218,6 +223,9 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	ctxPool.Put(ctx)
 	if after != nil {
 		defer after()
+		if s.beforeFanout != nil {
+			defer s.beforeFanout()
+		}
 	}
 	_ = gc.AsyncWrite(out, func(gc gnet.Conn, err error) error {
 		c, ok := gc.Context().(*conn)
