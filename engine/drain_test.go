@@ -289,12 +289,13 @@ func TestDrainDeliversSendAnsweredBeforeIt(t *testing.T) {
 	stalled, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	s := drainServer(t, Shutdown{DrainDelay: -1, CloseRatePerSecond: -1}, nil)
-	s.beforeFanout = func() {
+	hook := func() {
 		once.Do(func() {
 			close(stalled)
 			<-release
 		})
 	}
+	s.beforeFanout.Store(&hook)
 	c, _ := mustJSONClient(t, s, "hub1", "u", nil, nil)
 	wantStatus(t, restReq(t, s, "POST", "/api/hubs/hub1/:send", "text/plain", []byte("accepted")), 202)
 	<-stalled

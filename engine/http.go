@@ -223,8 +223,8 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte) {
 	ctxPool.Put(ctx)
 	if after != nil {
 		defer after()
-		if s.beforeFanout != nil {
-			defer s.beforeFanout()
+		if hook := s.beforeFanout.Load(); hook != nil {
+			defer (*hook)()
 		}
 	}
 	_ = gc.AsyncWrite(out, func(gc gnet.Conn, err error) error {

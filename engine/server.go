@@ -57,7 +57,7 @@ type Server struct {
 	drain      drainState // Shutdown's progress (drain.go)
 	// beforeFanout, when set (tests only), runs on the pool worker after a REST
 	// response is queued and before the work that follows it (the send's fan-out).
-	beforeFanout func()
+	beforeFanout atomic.Pointer[func()]
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
