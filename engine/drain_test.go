@@ -216,7 +216,7 @@ func TestDrainPacing(t *testing.T) {
 	}
 	for q := 0; q < 4; q++ {
 		first, last := at[q*n/4], at[(q+1)*n/4-1]
-		if want := time.Duration(n/4-1) * perClose / 2; last-first < want {
+		if want := time.Duration(n/4-1) * perClose / 3; last-first < want {
 			t.Fatalf("closes %d..%d came within %v, want spread over at least %v", q*n/4, (q+1)*n/4-1, last-first, want)
 		}
 	}
