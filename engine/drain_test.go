@@ -1,13 +1,17 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -344,5 +348,48 @@ func TestDrainSendsDisconnectedEvents(t *testing.T) {
 		if !strings.Contains(string(call.body), "ServiceReload") {
 			t.Fatalf("disconnected body %s, want the ServiceReload reason", call.body)
 		}
+	}
+}
+
+// Step 4: bytes queued for a client that reads slowly are flushed before its socket is
+// closed (gnet's close would drop what the socket cannot take at once).
+func TestDrainFlushesQueuedBytes(t *testing.T) {
+	s := drainServer(t, Shutdown{DrainDelay: -1, CloseRatePerSecond: -1}, nil)
+	// A tiny receive window, so most of the 8 MiB stays queued on the server.
+	nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	d := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, NetDial: nd.DialContext}
+	conn, br, _, err := d.Dial(ctxTimeout(t, 5*time.Second), "ws://"+s.Addr().String()+"/client/hubs/hub1?access_token="+clientToken(t, s, "hub1", "slow", nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if br == nil {
+		br = bufio.NewReader(conn)
+	}
+	c := &wsClient{t: t, conn: conn, br: br}
+	if m := c.readJSON(); m["event"] != "connected" {
+		t.Fatalf("first message %v", m)
+	}
+	const sends = 8
+	body := bytes.Repeat([]byte("x"), 1<<20-64)
+	for range sends {
+		wantStatus(t, restReq(t, s, "POST", "/api/hubs/hub1/:send", "text/plain", body), 202)
+	}
+	done := startDrain(s, 20*time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) while the client had not read its bytes", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	cs := c.untilClose(15 * time.Second)
+	if cs.err != nil || cs.code != ws.StatusGoingAway || len(cs.msgs) != sends+1 {
+		t.Fatalf("close %d after %d messages (%v), want %d messages, disconnected, then 1001", cs.code, len(cs.msgs), cs.err, sends)
+	}
+	if err := wantDrainResult(t, done, 5*time.Second); err != nil {
+		t.Fatalf("Shutdown: %v", err)
 	}
 }
