@@ -192,6 +192,9 @@ func drain(srv *engine.Server, sig <-chan os.Signal, stdout, stderr io.Writer) i
 	for {
 		select {
 		case s := <-sig:
+			if s != syscall.SIGTERM && s != os.Interrupt {
+				continue // not a stop signal (a SIGHUP sharing the channel, say)
+			}
 			fmt.Fprintf(stdout, "webpubsub: %v received again, closing the remaining connections at once\n", s)
 			srv.Hurry()
 		case err := <-done:
