@@ -16,9 +16,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -510,4 +512,66 @@ func (p *recordingProxy) recoveries(id string) int {
 		}
 	}
 	return n
+}
+
+// TestE2EDrainExitCodes: a second SIGTERM closes the rest at once and the exit is 0; a
+// drain that shutdown.timeoutSeconds cuts exits 1.
+func TestE2EDrainExitCodes(t *testing.T) {
+	const n = 10
+	run := func(t *testing.T, shutdown string, during func(*server)) (*server, []*drainClient) {
+		srv := startServerEnv(t, fmt.Sprintf("hubs:\n  %s: {anonymousConnectPolicy: allow}\nshutdown: %s\n", drainHub, shutdown), nil)
+		clients := make([]*drainClient, n)
+		var readers sync.WaitGroup
+		for i := range clients {
+			clients[i] = &drainClient{Label: fmt.Sprint("go", i)}
+			conn, rd := dialDrainClient(t, srv.endpoint, "", clients[i])
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				readDrainClient(conn, rd, false, clients[i])
+			}()
+		}
+		srv.signalStop()
+		during(srv)
+		readers.Wait()
+		select {
+		case <-srv.exited:
+		case <-time.After(serverStopTimeout):
+			t.Fatalf("server did not exit within %v of SIGTERM", serverStopTimeout)
+		}
+		return srv, clients
+	}
+
+	t.Run("second-signal", func(t *testing.T) {
+		start := time.Now()
+		srv, clients := run(t, "{drainDelaySeconds: 0, closeRatePerSecond: 1, timeoutSeconds: 30}", func(srv *server) {
+			time.Sleep(1500 * time.Millisecond) // one or two closed at 1/s
+			_ = srv.cmd.Process.Signal(syscall.SIGTERM)
+		})
+		if took := time.Since(start); took > 6*time.Second {
+			t.Errorf("drain took %v after a second SIGTERM; paced it would take %ds", took, n)
+		}
+		if srv.waitErr != nil {
+			t.Errorf("exit after a hurried drain: %v, want 0", srv.waitErr)
+		}
+		for _, c := range clients {
+			if c.err != nil || c.Close == nil || c.Close.Code != int(ws.StatusGoingAway) {
+				t.Errorf("%s: close %+v (%v), want 1001", c.Label, c.Close, c.err)
+			}
+		}
+		if !strings.Contains(srv.stdoutText(), "received again") {
+			t.Errorf("stdout does not mention the second signal:\n%s", srv.stdoutText())
+		}
+	})
+
+	t.Run("timeout", func(t *testing.T) {
+		srv, _ := run(t, "{drainDelaySeconds: 0, closeRatePerSecond: 1, timeoutSeconds: 1.5}", func(*server) {})
+		var ee *exec.ExitError
+		if !errors.As(srv.waitErr, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("exit after a cut drain: %v, want exit code 1", srv.waitErr)
+		}
+		if !strings.Contains(srv.stderrText(), "shutdown timeout passed") {
+			t.Errorf("stderr does not say the drain was cut:\n%s", srv.stderrText())
+		}
+	})
 }
