@@ -142,8 +142,9 @@ type client struct {
 	req        []byte    // upgrade request, written before enrolling; loop: dropped in OnOpen
 	accept     string    // expected Sec-WebSocket-Accept, written before enrolling
 
-	upgraded bool   // loop: the 101 response was read
-	failKind string // loop: why the loop closed it, for OnClose
+	upgraded  bool          // loop: the 101 response was read
+	failKind  string        // loop: why the loop closed it, for OnClose
+	closeCode ws.StatusCode // loop: the code of the server's close frame, 0 before one
 
 	received atomic.Int64 // bench-stamped messages after connected; read by the worker
 	acked    atomic.Int64 // sendToGroup acks with success; read by the worker
@@ -339,6 +340,7 @@ func (h *handler) frame(c gnet.Conn, cl *client, fr serverFrame) gnet.Action {
 			if len(fr.payload) >= 2 {
 				code = ws.StatusCode(binary.BigEndian.Uint16(fr.payload))
 			}
+			cl.closeCode = code
 			if cl.state.Load() == stateUp {
 				cl.failKind = fmt.Sprintf("%s-close-%d", failDropped, code)
 			} else {

@@ -26,8 +26,14 @@
 //     (client to upstream), the server's CPU per round trip. The server must be started
 //     with the event handler EchoServerConfig prints. With an upstream delay it plays a
 //     slow app server, to show that other hubs' fan-out does not slow down meanwhile.
+//   - Drain: hold N connections, send SIGTERM to the server and measure its drain
+//     (operations.md §2) as the clients see it: from the signal to the first and the last
+//     close and to the server's exit, the close codes, and the pace of the closes (the most
+//     in any one-second window, the median of the whole seconds), which should stay at the
+//     server's shutdown.closeRatePerSecond. With a second server, every closed client
+//     reconnects there at once and the reconnect wave's pace is reported the same way.
 //
-// Protocols. The clients of Idle, Connect, Fanout and Chat speak Options.Protocol: json
+// Protocols. The clients of Idle, Connect, Fanout, Chat and Drain speak Options.Protocol: json
 // (json.webpubsub.azure.v1, the default), json.reliable, protobuf or protobuf.reliable
 // (client-protocol.md §5, §7, §8), and every benchmark name of those scenarios carries
 // protocol=..., so benchstat can compare them (-col /protocol). Protobuf clients send

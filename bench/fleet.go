@@ -57,9 +57,10 @@ type fleet struct {
 	dropped   atomic.Int64 // closed after connected, before close was called
 	live      atomic.Int64 // enrolled and not yet through OnClose
 	stopping  atomic.Bool
-	firstDial atomic.Int64 // unix ns of the first dial, 0 until then
-	lastUp    atomic.Int64 // unix ns of the latest connected
-	handshake Histogram    // dial to connected frame
+	drain     atomic.Pointer[drainWatch] // set by a drain run: the server's closes are expected
+	firstDial atomic.Int64               // unix ns of the first dial, 0 until then
+	lastUp    atomic.Int64               // unix ns of the latest connected
+	handshake Histogram                  // dial to connected frame
 
 	// Reliable subprotocols.
 	seqAcks     atomic.Int64 // sequenceAck frames written
@@ -285,6 +286,10 @@ func (f *fleet) closed(cl *client, err error) {
 	if cl.state.CompareAndSwap(stateUp, stateDone) {
 		f.up.Add(-1)
 		if f.stopping.Load() {
+			return
+		}
+		if dw := f.drain.Load(); dw != nil {
+			dw.serverClosed(cl, cl.closeCode)
 			return
 		}
 		kind := cl.failKind

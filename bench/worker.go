@@ -77,6 +77,9 @@ const (
 	cmdPublish = "publish" // chat, echo: every connection sends; answered by reportPublished
 	cmdDrain   = "drain"   // wait for the expected deliveries; answered by reportDrained
 	cmdStop    = "stop"    // close every connection; answered by reportClosed, then exit
+	// cmdAwaitClose: expect the server to close every connection (drain); answered by
+	// reportArmed at once, then reportServerClosed.
+	cmdAwaitClose = "await-close"
 )
 
 // workerCommand is every line after the config.
@@ -84,6 +87,8 @@ type workerCommand struct {
 	Cmd     string       `json:"cmd"`
 	Publish *publishPlan `json:"publish,omitempty"`
 	Drain   *drainPlan   `json:"drain,omitempty"`
+	// AwaitClose is the plan of cmdAwaitClose.
+	AwaitClose *awaitClosePlan `json:"await_close,omitempty"`
 }
 
 // publishPlan paces sends open-loop: each of the worker's n connections that are up sends
@@ -124,12 +129,14 @@ func (p *drainPlan) want(cl *client) int64 {
 
 // Worker report types.
 const (
-	reportProgress  = "progress"
-	reportReady     = "ready"     // every connection connected or failed
-	reportPublished = "published" // the publish plan is done and its acks are in
-	reportDrained   = "drained"
-	reportClosed    = "closed"
-	reportError     = "error" // the worker cannot go on; Error says why
+	reportProgress     = "progress"
+	reportReady        = "ready"     // every connection connected or failed
+	reportPublished    = "published" // the publish plan is done and its acks are in
+	reportDrained      = "drained"
+	reportClosed       = "closed"
+	reportArmed        = "armed"         // cmdAwaitClose: the server's closes are now expected
+	reportServerClosed = "server-closed" // cmdAwaitClose: every connection closed (and reconnected)
+	reportError        = "error"         // the worker cannot go on; Error says why
 )
 
 // workerReport is every line a worker writes. Fields a report type does not use are empty.
@@ -169,7 +176,9 @@ type workerReport struct {
 	Handshake  *histogramData `json:"handshake,omitempty"`
 	Latency    *histogramData `json:"latency,omitempty"`
 	AckLatency *histogramData `json:"ack_latency,omitempty"`
-	Error      string         `json:"error,omitempty"`
+	// Drain is what the clients saw of the server's drain (reportServerClosed).
+	Drain *drainReport `json:"drain,omitempty"`
+	Error string       `json:"error,omitempty"`
 }
 
 // WorkerProfileEnv names an environment variable: when set, each worker writes a CPU
@@ -232,9 +241,10 @@ func WorkerMain(stdin io.Reader, stdout io.Writer) int {
 }
 
 type worker struct {
-	cfg workerConfig
-	f   *fleet
-	rv  receiver
+	cfg    workerConfig
+	f      *fleet
+	rv     receiver
+	drainW *drainWatch // set by cmdAwaitClose
 
 	mu  sync.Mutex // serializes writes to out
 	out *json.Encoder
@@ -356,9 +366,17 @@ func (w *worker) run(ctx context.Context, cmds <-chan workerCommand) error {
 				return errors.New("bench worker: drain without a plan")
 			}
 			w.drain(ctx, c.Drain)
+		case cmdAwaitClose:
+			if c.AwaitClose == nil {
+				return errors.New("bench worker: await-close without a plan")
+			}
+			w.awaitClose(ctx, c.AwaitClose)
 		case cmdStop:
 			stopped = true
 			f.close(closeWait)
+			if w.drainW != nil {
+				w.drainW.close()
+			}
 			r := w.counts(reportClosed)
 			r.Failures = f.failureCounts()
 			w.report(r)

@@ -40,6 +40,7 @@ type Config struct {
 	Upstream Upstream
 	Limits   Limits
 	Admin    Admin
+	Shutdown Shutdown
 
 	// Loops is the number of gnet event loops. Zero means one per CPU.
 	Loops int
@@ -149,4 +150,19 @@ type Limits struct {
 	// RecoveryWindow is how long a dropped reliable connection is kept for the client
 	// to recover it (client-protocol.md §7.5). Zero means 30s.
 	RecoveryWindow time.Duration
+}
+
+// Shutdown paces the drain that Server.Shutdown runs (operations.md §2).
+type Shutdown struct {
+	// DrainDelay is how long the server reports itself unready (/api/health 503) while
+	// still accepting handshakes, so a balancer stops sending clients before the
+	// listener stops. Zero means 5s; negative means no delay.
+	DrainDelay time.Duration
+	// CloseRatePerSecond caps how many WebSockets the drain closes per second, spread
+	// evenly over time and loops, so clients do not reconnect elsewhere all in the
+	// same second. Zero means 2000; negative means all at once.
+	CloseRatePerSecond int
+	// Timeout bounds the whole drain: whatever is left when it passes is cut and
+	// Shutdown reports ErrDrainCut. Zero means 60s.
+	Timeout time.Duration
 }

@@ -61,6 +61,8 @@ type conn struct {
 	rel *reliable
 	// replaced is set when a recovering socket took over this one's logical connection.
 	replaced bool
+	// lingering is set while a drain close waits for the queued bytes to flush (drain.go).
+	lingering bool
 	// asyncPending counts frames queued with AsyncWrite and not yet written; while it
 	// is non-zero the loop queues its own frames behind them. Written off-loop.
 	asyncPending atomic.Int32
@@ -177,7 +179,9 @@ func (c *conn) close(r closeReason, detail string) {
 		c.debug("closing connection", "category", r.category(), "detail", detail)
 	}
 	buf := c.lp.scratch[:0]
-	if c.kind.IsPubSub() && r != closeClient {
+	// A reliable client is not told `disconnected` before a 1001: it recovers
+	// (operations.md §2 step 3, client-protocol.md §7.6).
+	if c.kind.IsPubSub() && r != closeClient && (r != closeShutdown || c.rel == nil) {
 		buf = wsproto.AppendFrame(buf, frameOp(c.kind), appendDisconnected(c.kind, nil, msg))
 	}
 	reason := r.category()
@@ -187,6 +191,10 @@ func (c *conn) close(r closeReason, detail string) {
 	buf = wsproto.AppendCloseFrame(buf, r.status(), reason)
 	_, _ = c.gc.Write(buf)
 	c.lp.scratch = buf[:0]
+	if r == closeShutdown && c.gc.OutboundBuffered() > 0 {
+		c.linger() // a drain loses nothing queued: close once it is flushed
+		return
+	}
 	_ = c.gc.Close()
 }
 

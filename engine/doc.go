@@ -63,6 +63,18 @@
 // once per request or connection: REST and upstream series are Prometheus vectors,
 // reliable connections that end off their loop use a few atomics per hub.
 //
+// # Drain
+//
+// Shutdown (drain.go) follows operations.md §2: the draining flag (readiness) turns at
+// once, handshakes are still accepted for Config.Shutdown.DrainDelay, then OnOpen resets
+// new sockets and a ticker hands each loop its share of the closes due at
+// Shutdown.CloseRatePerSecond, as one Execute task per loop and tick (no goroutine or
+// timer per connection). Before each tick's closes it waits for the REST work accepted so
+// far, the fan-out each send runs after its 202 and the loop tasks that fan-out posted
+// (an in-flight counter in generations), so a close frame always queues behind the
+// messages answered before it. A close whose bytes the socket cannot take at once lingers
+// until they are flushed; the upstream's pending events are awaited before it stops.
+//
 // # Multi-node
 //
 // Every delivery goes through Server.deliver with a target list from the registry,

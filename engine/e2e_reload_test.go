@@ -103,7 +103,7 @@ func startReloadable(t *testing.T, key, config string) *reloadable {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv := startBinary(t, key, "serve", "--config", path)
+	srv := startBinary(t, key, []string{"WPS_SHUTDOWN__DRAINDELAYSECONDS=0"}, "serve", "--config", path)
 	t.Cleanup(func() { srv.stop(t) })
 	return &reloadable{server: srv, path: path}
 }

@@ -341,8 +341,16 @@ type server struct {
 var listeningRE = regexp.MustCompile(`webpubsub: listening on (http://127\.0\.0\.1:\d+)`)
 
 // startServer starts the binary on 127.0.0.1:0 with a random key and waits until /api/health
-// answers 200. The server is killed at cleanup if the test did not stop it.
+// answers 200. The server is killed at cleanup if the test did not stop it. Its drain has no
+// delay (SIGTERM closes the connections at once); startServerEnv keeps the configured one.
 func startServer(t *testing.T, config string) *server {
+	t.Helper()
+	return startServerEnv(t, config, []string{"WPS_SHUTDOWN__DRAINDELAYSECONDS=0"})
+}
+
+// startServerEnv is startServer with extra environment variables (WPS_* overrides) for the
+// server and no others.
+func startServerEnv(t *testing.T, config string, env []string) *server {
 	t.Helper()
 	key := randomKey(t)
 	args := []string{"serve", "--listen", "127.0.0.1:0", "--access-key", key}
@@ -353,15 +361,16 @@ func startServer(t *testing.T, config string) *server {
 		}
 		args = append(args, "--config", path)
 	}
-	return startBinary(t, key, args...)
+	return startBinary(t, key, env, args...)
 }
 
-// startBinary starts the binary with args, key being the access key it uses, and waits as
-// startServer does.
-func startBinary(t *testing.T, key string, args ...string) *server {
+// startBinary starts the binary with args and the extra environment variables env, key
+// being the access key it uses, and waits as startServer does.
+func startBinary(t *testing.T, key string, env []string, args ...string) *server {
 	t.Helper()
 	s := &server{key: key, exited: make(chan struct{})}
 	s.cmd = exec.Command(e2eBinary, args...)
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {

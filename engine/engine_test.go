@@ -25,6 +25,8 @@ func testServer(t *testing.T, mutate func(*Config)) *Server {
 		Keys:   Keys{Primary: testKey},
 		Hubs:   map[string]HubSettings{"anon": {AnonymousConnectPolicy: "allow"}},
 		Loops:  2,
+		// Tests stop at once; drain_test.go sets its own pacing.
+		Shutdown: Shutdown{DrainDelay: -1, CloseRatePerSecond: -1},
 	}
 	if mutate != nil {
 		mutate(&cfg)

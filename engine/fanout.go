@@ -180,10 +180,14 @@ func (s *Server) deliver(targets []*registry.Conn, m *outMessage, from *loop) in
 			writeAll(conns, m)
 			continue
 		}
-		_ = b.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		wg := s.work.add() // a drain closes the connections only after this ran (drain.go settle)
+		if err := b.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer wg.Done()
 			writeAll(conns, m)
 			return nil
-		}))
+		})); err != nil { // the reactor is stopping: the task will not run
+			wg.Done()
+		}
 	}
 	return n
 }

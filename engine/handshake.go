@@ -45,7 +45,7 @@ func (c *conn) handshake(head []byte, h *fasthttp.RequestHeader, path, rawQuery 
 		c.lp.rejectHandshake(status)
 		c.replyStatus(status, msg)
 	}
-	if s.draining.Load() {
+	if s.refusing.Load() { // during the drain delay handshakes are still accepted (drain.go)
 		reject(503, "server is shutting down")
 		return
 	}

@@ -133,7 +133,12 @@ func (c *conn) startREST(buf []byte, headLen int, h *fasthttp.RequestHeader) {
 	c.state = stateREST
 	gc := c.gc
 	start := time.Now()
-	if !c.srv.pool.trySubmit(func() { c.srv.runREST(gc, req, start) }) {
+	wg := c.srv.work.add() // a drain waits for it before closing connections (drain.go settle)
+	if !c.srv.pool.trySubmit(func() {
+		defer wg.Done()
+		c.srv.runREST(gc, req, start)
+	}) {
+		wg.Done()
 		c.state = stateHTTP
 		c.srv.limited(c.srv.log, warnBusy, slog.LevelWarn, "rest: worker queue full", slog.Int("status", 503))
 		c.srv.metrics.restDone(opUnknown, 503, time.Since(start))
@@ -241,6 +246,9 @@ func (s *Server) runREST(gc gnet.Conn, raw []byte, start time.Time) {
 	ctxPool.Put(ctx)
 	if after != nil {
 		defer after()
+		if hook := s.beforeFanout.Load(); hook != nil {
+			defer (*hook)()
+		}
 	}
 	// Counted before the deferred fan-out of a 202 send (defers run last first):
 	// accepted, not delivered.

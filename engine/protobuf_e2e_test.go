@@ -51,7 +51,8 @@ type pbServer struct {
 
 func startPBServer(t *testing.T) *pbServer {
 	t.Helper()
-	s, err := engine.New(engine.Config{Listen: "127.0.0.1:0", Keys: engine.Keys{Primary: pbKey}, Loops: 2})
+	s, err := engine.New(engine.Config{Listen: "127.0.0.1:0", Keys: engine.Keys{Primary: pbKey}, Loops: 2,
+		Shutdown: engine.Shutdown{DrainDelay: -1, CloseRatePerSecond: -1}}) // stop at once
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,8 @@ type Server struct {
 	started    chan struct{}
 	stopped    chan struct{}
 	runErr     error
-	draining   atomic.Bool
+	draining   atomic.Bool  // the readiness flag: set when a drain starts, read by /api/health and the admin /readyz
+	refusing   atomic.Bool  // drain step 2: the listener no longer accepts (OnOpen closes new sockets)
 	wsConns    atomic.Int64 // open WebSocket connections; read by REST, metrics and shutdown
 	connecting atomic.Int64 // handshakes waiting for the upstream connect event
 	up         *upstream.Client
@@ -62,6 +63,11 @@ type Server struct {
 	reliables sync.Map // *reliable → struct{}; from upgrade until finalize
 	metrics   *metrics
 	admin     adminServer
+	work      inflight   // REST work and fan-out tasks a drain waits for (drain.go)
+	drain     drainState // Shutdown's progress (drain.go)
+	// beforeFanout, when set (tests only), runs on the pool worker after a REST
+	// response is queued and before the work that follows it (the send's fan-out).
+	beforeFanout atomic.Pointer[func()]
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
@@ -79,6 +85,8 @@ type loop struct {
 	scratch []byte                // frame encode buffer, reused within one callback
 	body    []byte                // message body encode buffer, reused within one callback
 	msg     wsproto.ClientMessage // decode target; its scratch is shared by the loop's connections
+	// lingering are drain-closed connections waiting for their bytes to flush (drain.go).
+	lingering []*conn
 }
 
 // New validates cfg and builds a server. It does not listen yet; call Start.
@@ -103,6 +111,8 @@ func New(cfg Config) (*Server, error) {
 		loops:   make(map[gnet.EventLoop]*loop),
 		now:     time.Now,
 	}
+	s.drain.init()
+	s.work.init()
 	st, err := newSettings(cfg, nil, 1)
 	if err != nil {
 		return nil, err
@@ -237,6 +247,15 @@ func applyDefaults(cfg *Config) error {
 	if cfg.Limits.FilterMaxClauses <= 0 {
 		cfg.Limits.FilterMaxClauses = 100
 	}
+	if cfg.Shutdown.DrainDelay == 0 {
+		cfg.Shutdown.DrainDelay = 5 * time.Second
+	}
+	if cfg.Shutdown.CloseRatePerSecond == 0 {
+		cfg.Shutdown.CloseRatePerSecond = 2000
+	}
+	if cfg.Shutdown.Timeout <= 0 {
+		cfg.Shutdown.Timeout = 60 * time.Second
+	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.GOMAXPROCS(0)
 	}
@@ -291,43 +310,6 @@ func (s *Server) Done() <-chan struct{} { return s.stopped }
 // Err is the reactor's exit error, valid after Done is closed.
 func (s *Server) Err() error { return s.runErr }
 
-// Shutdown stops accepting work, closes every WebSocket with a close frame (1001
-// going away, after a `disconnected` message for PubSub clients), waits for the
-// frames to flush or ctx to end, then stops the reactor and, last, the admin
-// listener (so /readyz answers 503 for the whole drain).
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
-	for _, lp := range *s.loopArr.Load() {
-		lp := lp
-		_ = lp.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
-			for _, c := range slices.Clone(lp.conns) { // closing edits lp.conns
-				if c.state == stateWS {
-					c.close(closeShutdown, "")
-				} else if c.state == stateHTTP {
-					c.gc.Close()
-				}
-			}
-			return nil
-		}))
-	}
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for s.wsConns.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			goto stop
-		case <-tick.C:
-		}
-	}
-stop:
-	err := s.eng.Stop(ctx)
-	s.pool.stop()
-	s.up.Close()
-	<-s.stopped
-	s.stopAdmin(ctx)
-	return err
-}
-
 // OnBoot records the engine and the bound address.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
@@ -366,8 +348,13 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	return lp
 }
 
-// OnOpen attaches our per-connection state.
+// OnOpen attaches our per-connection state. Once a drain has stopped the listener
+// (drain.go), new sockets are reset instead.
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	if s.refusing.Load() {
+		_ = gc.SetLinger(0) // close with RST: the client sees a refusal, not an empty answer
+		return nil, gnet.Close
+	}
 	lp := s.loopOf(gc.EventLoop())
 	c := &conn{srv: s, gc: gc, lp: lp, state: stateHTTP, lastRead: s.now().UnixNano()}
 	gc.SetContext(c)
@@ -380,6 +367,9 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c, ok := gc.Context().(*conn)
 	if !ok {
 		return gnet.None
+	}
+	if c.lingering {
+		c.unlinger()
 	}
 	c.onClosed(err)
 	c.lp.remove(c)

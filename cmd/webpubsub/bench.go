@@ -27,6 +27,8 @@ const benchUsage = `usage:
                           [--protocol P] [common flags]
   webpubsub bench echo    [--conns N] [--messages M] [--rate R] [--size B] [--upstream-listen ADDR]
                           [--upstream-delay D] [--print-config] [common flags]
+  webpubsub bench drain   --server-pid PID [--conns N] [--reconnect-to CONNECTION_STRING]
+                          [--protocol P] [common flags]
 
 Load-tests a running server over real sockets:
   idle     hold N idle connections; server RSS per connection (needs --server-pid, same host)
@@ -44,8 +46,13 @@ Load-tests a running server over real sockets:
            latency p50/p99/p999/max, the way in (client to upstream), server CPU per round
            trip, and the events the upstream received. --upstream-delay makes it a slow
            upstream (for fanout on another hub meanwhile). See "webpubsub bench echo --help".
+  drain    hold N connections, send SIGTERM to the server (--server-pid) and measure its drain
+           as the clients see it: signal to first and last close and to the server's exit,
+           closes per second (most in any 1 s window, median of whole seconds), close codes.
+           --reconnect-to makes every closed client reconnect to a second server at once and
+           reports that wave's pace the same way. The server must run on this host.
 
---protocol is the subprotocol of the idle, connect, fanout and chat clients: json (the
+--protocol is the subprotocol of the idle, connect, fanout, chat and drain clients: json (the
 default), json.reliable, protobuf or protobuf.reliable. Reliable clients acknowledge the
 highest sequenceId they have seen once a second when it changed, and at once when it is
 more than 300 past the last acknowledgement, as the JS SDK does. Benchmark names carry
@@ -129,7 +136,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	var run func(context.Context) (*bench.Result, error)
 	var printConfig func() int
 	switch scenario {
-	case "idle", "connect", "fanout", "chat":
+	case "idle", "connect", "fanout", "chat", "drain":
 		fs.StringVar(&o.Protocol, "protocol", bench.ProtocolJSON, "client subprotocol: "+strings.Join(bench.Protocols, ", "))
 	}
 	switch scenario {
@@ -138,6 +145,21 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&c.Conns, "conns", 1000, "connections to hold")
 		fs.DurationVar(&c.Hold, "hold", 0, "how long to hold them once all are up (default 10s)")
 		run = func(ctx context.Context) (*bench.Result, error) { c.Options = o; return bench.RunIdle(ctx, c) }
+	case "drain":
+		var c bench.DrainConfig
+		fs.IntVar(&c.Conns, "conns", 1000, "connections the server holds when it is told to stop")
+		reconnect := fs.String("reconnect-to", "", "connection string of a second server (same hub, same token rules) that every closed client reconnects to")
+		run = func(ctx context.Context) (*bench.Result, error) {
+			c.Options = o
+			if *reconnect != "" {
+				svc, err := bench.ParseConnectionString(*reconnect)
+				if err != nil {
+					return nil, fmt.Errorf("%w: --reconnect-to: %w", bench.ErrConfig, err)
+				}
+				c.ReconnectTo = svc
+			}
+			return bench.RunDrain(ctx, c)
+		}
 	case "connect":
 		var c bench.ConnectConfig
 		fs.IntVar(&c.Conns, "conns", 1000, "connections to open")

@@ -67,7 +67,7 @@ var hubNameRE = regexp.MustCompile("^[A-Za-z][A-Za-z0-9_`,.[\\]]{0,127}$")
 // Schema key names, as written in config.md §3.1. Keys are matched case-insensitively and
 // ignoring '_', so that WPS_LIMITS__MAX_MESSAGE_BYTES and WPS_LIMITS__MAXMESSAGEBYTES both
 // reach limits.maxMessageBytes.
-var topLevelKeys = []string{"endpoint", "listen", "keys", "auth", "hubs", "defaultHub", "upstream", "limits", "admin", "log"}
+var topLevelKeys = []string{"endpoint", "listen", "keys", "auth", "hubs", "defaultHub", "upstream", "limits", "admin", "log", "shutdown"}
 
 // loadConfig reads a YAML or JSON file (JSON when the content starts with '{'), expands
 // ${VAR} in its string values from environ, applies WPS_* environment overrides,
@@ -574,6 +574,7 @@ func buildConfig(root map[string]any, info *fileInfo) (engine.Config, error) {
 		func() error { return readLimits(top["limits"], &cfg) },
 		func() error { return readAdmin(top["admin"], &cfg) },
 		func() error { return readLog(top["log"], &info.Log) },
+		func() error { return readShutdown(top["shutdown"], &cfg) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -1247,4 +1248,45 @@ func parseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, errors.New("must be debug, info, warn or error")
+}
+
+// readShutdown reads the drain settings (operations.md §2). Absent keys keep the engine's
+// defaults; an explicit 0 delay or rate means none, which the engine spells negative.
+func readShutdown(v any, cfg *engine.Config) error {
+	s, err := asSection("shutdown", v)
+	if err != nil {
+		return err
+	}
+	f, err := s.fields("drainDelaySeconds", "closeRatePerSecond", "timeoutSeconds")
+	if err != nil {
+		return err
+	}
+	sh := &cfg.Shutdown
+	if v := f["drainDelaySeconds"]; v != nil {
+		if sh.DrainDelay, err = secondsValue("shutdown.drainDelaySeconds", v); err != nil {
+			return err
+		}
+		if sh.DrainDelay == 0 {
+			sh.DrainDelay = -1
+		}
+	}
+	if v := f["closeRatePerSecond"]; v != nil {
+		n, err := intValue("shutdown.closeRatePerSecond", v, 0, math.MaxInt32)
+		if err != nil {
+			return err
+		}
+		sh.CloseRatePerSecond = int(n)
+		if n == 0 {
+			sh.CloseRatePerSecond = -1
+		}
+	}
+	if v := f["timeoutSeconds"]; v != nil {
+		if sh.Timeout, err = secondsValue("shutdown.timeoutSeconds", v); err != nil {
+			return err
+		}
+		if sh.Timeout == 0 {
+			return bad("shutdown.timeoutSeconds", v, "must be more than 0 seconds")
+		}
+	}
+	return nil
 }

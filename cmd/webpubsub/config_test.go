@@ -241,6 +241,12 @@ hubs:
 				t.Errorf("admin = %+v", cfg.Admin)
 			}
 		}},
+		{"shutdown", []string{"WPS_SHUTDOWN__DRAIN_DELAY_SECONDS=0", "WPS_SHUTDOWN__CLOSERATEPERSECOND=500", "WPS_SHUTDOWN__TIMEOUTSECONDS=2.5"}, func(t *testing.T, cfg engine.Config) {
+			want := engine.Shutdown{DrainDelay: -1, CloseRatePerSecond: 500, Timeout: 2500 * time.Millisecond}
+			if cfg.Shutdown != want {
+				t.Errorf("shutdown = %+v, want %+v", cfg.Shutdown, want)
+			}
+		}},
 		{"unrelated-wps-variable", []string{"WPS_PRIMARY_KEY=x", "WPS_DEV=1"}, func(t *testing.T, cfg engine.Config) {
 			if cfg.Keys.Primary != "file-key" {
 				t.Errorf("primary = %q", cfg.Keys.Primary)
@@ -266,6 +272,7 @@ func TestLoadConfigEnvOverrideErrors(t *testing.T) {
 	}{
 		{"bad-int", "WPS_LIMITS__MAXMESSAGEBYTES=big", "limits.maxMessageBytes"},
 		{"names-variable", "WPS_LIMITS__MAXMESSAGEBYTES=-1", "WPS_LIMITS__MAXMESSAGEBYTES"},
+		{"shutdown-rate", "WPS_SHUTDOWN__CLOSERATEPERSECOND=fast", "shutdown.closeRatePerSecond: must be an integer (from WPS_SHUTDOWN__CLOSERATEPERSECOND)"},
 		{"unknown-top", "WPS_LIMTS__MAXMESSAGEBYTES=1", "WPS_LIMTS__MAXMESSAGEBYTES"},
 		{"unknown-leaf", "WPS_LIMITS__MAXMESAGEBYTES=1", `unknown key "limits.MAXMESAGEBYTES" (from WPS_LIMITS__MAXMESAGEBYTES)`},
 		{"bad-policy", "WPS_HUBS__CHAT__ANONYMOUSCONNECTPOLICY=maybe", "hubs.CHAT.anonymousConnectPolicy"},
@@ -412,11 +419,46 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"log-level", "log: {level: verbose}", "log.level: must be debug, info, warn or error"},
 		{"log-unknown", "log: {colour: red}", `unknown key "log.colour"`},
 		{"log-scalar", "log: debug", "log"},
+		{"shutdown-unknown", "shutdown: {drainDelay: 5}", `unknown key "shutdown.drainDelay"`},
+		{"shutdown-delay-negative", "shutdown: {drainDelaySeconds: -1}", "shutdown.drainDelaySeconds"},
+		{"shutdown-rate-negative", "shutdown: {closeRatePerSecond: -5}", "shutdown.closeRatePerSecond"},
+		{"shutdown-rate-float", "shutdown: {closeRatePerSecond: 1.5}", "shutdown.closeRatePerSecond"},
+		{"shutdown-timeout-zero", "shutdown: {timeoutSeconds: 0}", "shutdown.timeoutSeconds"},
+		{"shutdown-scalar", "shutdown: now", "shutdown"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := loadConfig(writeConfig(t, tc.text), nil)
 			assertOneLineNaming(t, err, tc.want)
+		})
+	}
+}
+
+// TestLoadConfigShutdown maps the shutdown keys (operations.md §2) onto engine.Shutdown:
+// absent keys leave the engine's defaults, and an explicit 0 delay or rate (none, all
+// at once) becomes negative, because zero means the default there.
+func TestLoadConfigShutdown(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       engine.Shutdown
+	}{
+		{"absent", "keys: {primary: k}\n", engine.Shutdown{}},
+		{"empty", "keys: {primary: k}\nshutdown: {}\n", engine.Shutdown{}},
+		{"values", "keys: {primary: k}\nshutdown: {drainDelaySeconds: 5, closeRatePerSecond: 2000, timeoutSeconds: 60}\n",
+			engine.Shutdown{DrainDelay: 5 * time.Second, CloseRatePerSecond: 2000, Timeout: time.Minute}},
+		{"zeros", "keys: {primary: k}\nshutdown: {drainDelaySeconds: 0, closeRatePerSecond: 0}\n",
+			engine.Shutdown{DrainDelay: -1, CloseRatePerSecond: -1}},
+		{"fraction", "keys: {primary: k}\nshutdown: {drain_delay_seconds: 0.25}\n", engine.Shutdown{DrainDelay: 250 * time.Millisecond}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, _, err := loadConfig(writeConfig(t, tc.text), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Shutdown != tc.want {
+				t.Errorf("shutdown = %+v, want %+v", cfg.Shutdown, tc.want)
+			}
 		})
 	}
 }

@@ -177,18 +177,37 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case s := <-sig:
-		fmt.Fprintf(stdout, "webpubsub: %v received, closing connections\n", s)
+		fmt.Fprintf(stdout, "webpubsub: %v received, draining\n", s)
 	case <-srv.Done():
 		fmt.Fprintf(stderr, "webpubsub: server stopped: %v\n", srv.Err())
 		return exitRuntime
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		fmt.Fprintf(stderr, "webpubsub: shutdown: %v\n", err)
+	return drain(srv, sig, stdout, stderr)
+}
+
+// drain runs the shutdown sequence after the first SIGTERM or SIGINT
+// (operations.md §2); another signal closes the remaining connections at once. The
+// exit code is 1 when shutdown.timeoutSeconds passed before the drain finished.
+func drain(srv *engine.Server, sig <-chan os.Signal, stdout, stderr io.Writer) int {
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(context.Background()) }()
+	for {
+		select {
+		case s := <-sig:
+			if s != syscall.SIGTERM && s != os.Interrupt {
+				continue // not a stop signal (a SIGHUP sharing the channel, say)
+			}
+			fmt.Fprintf(stdout, "webpubsub: %v received again, closing the remaining connections at once\n", s)
+			srv.Hurry()
+		case err := <-done:
+			if err != nil {
+				fmt.Fprintf(stderr, "webpubsub: shutdown: %v\n", err)
+				return exitRuntime
+			}
+			fmt.Fprintln(stdout, "webpubsub: stopped")
+			return exitOK
+		}
 	}
-	fmt.Fprintln(stdout, "webpubsub: stopped")
-	return exitOK
 }
 
 // configSource is where the configuration comes from: the file, the environment and the
