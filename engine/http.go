@@ -66,6 +66,8 @@ func (c *conn) onHTTP() {
 		if c.state == stateWS && c.gc.InboundBuffered() > 0 {
 			c.onFrames()
 		}
+	case (path == "/api/health" || path == "/api/health/") && (h.IsGet() || h.IsHead()) && bodiless(&h):
+		c.health(&h, headLen)
 	case path == "/api" || strings.HasPrefix(path, "/api/"):
 		c.startREST(buf, headLen, &h)
 	default:
@@ -95,6 +97,42 @@ func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
 	c.lastRead = c.srv.now().UnixNano() // a whole request arrived: the idle clock restarts
 	c.srv.metrics.restDone(opUnknown, 404, 0)
 	c.replyError(404, "Error.NotFound", "no route for "+path, h.ConnectionClose())
+}
+
+// health answers a bodiless GET or HEAD /api/health on the loop (rest-api.md §3.1):
+// a balancer's probe must not queue behind REST work on the worker pool, and its 503
+// must show within 100 ms of a drain's start (operations.md §2), however busy the
+// pool is. Other methods and requests with a body take the pool's path (Server.health).
+func (c *conn) health(h *fasthttp.RequestHeader, headLen int) {
+	_, _ = c.gc.Discard(headLen)
+	c.lastRead = c.srv.now().UnixNano() // a whole request arrived: the idle clock restarts
+	status := 200
+	if c.srv.draining.Load() {
+		status = 503
+	}
+	var r fasthttp.Response
+	r.SetStatusCode(status)
+	r.SkipBody = h.IsHead()
+	closeConn := h.ConnectionClose()
+	if closeConn {
+		r.SetConnectionClose()
+	}
+	_, _ = c.gc.Write(responseBytes(&r))
+	c.srv.metrics.restDone(opHealth, status, 0)
+	switch {
+	case closeConn:
+		c.state = stateClosed
+		_ = c.gc.Close()
+	case c.gc.InboundBuffered() > 0:
+		_ = c.gc.Wake(nil) // a pipelined request waits in the buffer
+	}
+}
+
+// bodiless reports whether a request head announces no body: fasthttp gives -2 when
+// there is neither Content-Length nor Transfer-Encoding, and -1 for chunked.
+func bodiless(h *fasthttp.RequestHeader) bool {
+	cl := h.ContentLength()
+	return cl == 0 || cl == -2
 }
 
 // startREST waits for the whole body, copies the request once and hands it to the

@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +27,49 @@ func TestRESTHealth(t *testing.T) {
 			t.Fatalf("%s /api/health = %d", m, resp.StatusCode)
 		}
 	}
+}
+
+// TestRESTHealthBesideBusyPool: the probe is answered on the loop, so a worker pool
+// that is all busy neither delays it nor hides a drain's 503 (operations.md §2). The
+// only worker is stalled after a send's 202; the probe must still answer, pipelined
+// twice on one keep-alive connection, and 503 once draining.
+func TestRESTHealthBesideBusyPool(t *testing.T) {
+	stalled, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s := testServer(t, func(c *Config) { c.Workers = 1 })
+	hook := func() { once.Do(func() { close(stalled); <-release }) }
+	s.beforeFanout.Store(&hook)
+	defer close(release)
+	wantStatus(t, restReq(t, s, "POST", "/api/hubs/hub1/:send", "text/plain", []byte("x")), 202)
+	<-stalled
+
+	conn, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	probe := func(want int) {
+		t.Helper()
+		// Two requests in one write: the second waits in the loop's buffer.
+		if _, err := conn.Write([]byte("GET /api/health HTTP/1.1\r\nHost: x\r\n\r\nHEAD /api/health/ HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		for _, method := range []string{"GET", "HEAD"} {
+			resp, err := http.ReadResponse(br, &http.Request{Method: method})
+			if err != nil {
+				t.Fatalf("%s /api/health with the pool busy (want %d): %v", method, want, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Fatalf("%s /api/health = %d, want %d", method, resp.StatusCode, want)
+			}
+		}
+	}
+	probe(200)
+	s.draining.Store(true)
+	probe(503)
 }
 
 // TestRESTSends covers send to all, user, connection and group in the three
