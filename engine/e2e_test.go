@@ -345,7 +345,8 @@ var listeningRE = regexp.MustCompile(`webpubsub: listening on (http://127\.0\.0\
 // delay (SIGTERM closes the connections at once); startServerEnv keeps the configured one.
 func startServer(t *testing.T, config string) *server {
 	t.Helper()
-	return startServerEnv(t, config, []string{"WPS_SHUTDOWN__DRAINDELAYSECONDS=0"})
+	// Debug level: every line the server can write is searched for secrets at cleanup.
+	return startServerEnv(t, config, []string{"WPS_SHUTDOWN__DRAINDELAYSECONDS=0", "WPS_LOG__LEVEL=debug"})
 }
 
 // startServerEnv is startServer with extra environment variables (WPS_* overrides) for the
@@ -412,6 +413,9 @@ func startBinary(t *testing.T, key string, env []string, args ...string) *server
 			_ = s.cmd.Process.Kill()
 			<-s.exited
 		}
+		if leak := logLeak(s.stderrText(), key); leak != "" {
+			t.Errorf("the server log holds a secret (operations.md §5): %s", leak)
+		}
 		if t.Failed() {
 			t.Logf("server stdout:\n%s\nserver stderr:\n%s", s.stdoutText(), s.stderrText())
 		}
@@ -428,6 +432,25 @@ func startBinary(t *testing.T, key string, env []string, args ...string) *server
 	}
 	s.waitHealthy(t, time.Now().Add(serverStartTimeout))
 	return s
+}
+
+// secretShapes are what a leaked credential looks like in a log whatever its value: a
+// JWT (client and REST tokens, as the SDKs sign them) or an upstream ce-signature.
+var secretShapes = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}|sha256=[0-9a-fA-F]{64}`)
+
+// logLeak returns, with some context, the first access key or credential-shaped text in
+// a server's log, or "". Every server an e2e test starts is checked when it ends, so the
+// whole e2e run's logs (the SDK suites' tokens included) are searched.
+func logLeak(log string, keys ...string) string {
+	for _, k := range keys {
+		if i := strings.Index(log, k); k != "" && i >= 0 {
+			return fmt.Sprintf("access key at byte %d: …%s…", i, log[max(0, i-120):i])
+		}
+	}
+	if loc := secretShapes.FindStringIndex(log); loc != nil {
+		return fmt.Sprintf("credential-shaped text %.16s… at byte %d: …%s…", log[loc[0]:loc[1]], loc[0], log[max(0, loc[0]-120):loc[0]])
+	}
+	return ""
 }
 
 // waitHealthy polls GET /api/health until it answers 200 or the deadline passes.
