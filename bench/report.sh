@@ -32,6 +32,12 @@
 # (scrape=on). A benchstat table puts them side by side (-col /scrape): the metrics must
 # cost nothing measurable, so server CPU per million deliveries should match within noise.
 #
+# The drain scenario (issue 10; alone with only=drain) holds 19 000 connections on a fresh
+# server whose drain closes 2 000 a second after the default 5 s delay, sends it SIGTERM
+# and has every closed client reconnect to a second fresh server, as a balancer would send
+# it to the rest of the fleet. The bench reports how long the drain took and the closes
+# and reconnects per second.
+#
 # The filter scenarios (issue 6; alone with only=filter) send to all of 10 000
 # connections (--target all; member i is user bench-<i> in group g<i mod 2>) without a
 # filter and with three: userId ne null (true for all: the cost of evaluating a filter),
@@ -134,6 +140,19 @@ scrape_pair() {
   stop_server
 }
 
+# drain_pair: bench drain of 19 000 connections at 2 000/s, reconnecting to a second server.
+drain_pair() {
+  start_server webpubsub "" || return 0
+  local pid_b=$pid port_b=$port
+  mv "$out/server.log" "$out/server-b.log" # the next server's log starts afresh
+  WPS_SHUTDOWN__CLOSERATEPERSECOND=2000 start_server webpubsub "" || { kill "$pid_b"; return 0; }
+  bench_run webpubsub "" drain --conns 19000 \
+    --reconnect-to "Endpoint=http://127.0.0.1:$port_b;AccessKey=$key;Version=1.0;"
+  wait "$pid" 2>/dev/null || echo ">> the drained server exited with $?" >&2
+  pid=$pid_b
+  stop_server
+}
+
 # filter_set: send to all of 10 000 connections, without a filter and with three, paced and
 # overloaded; each run on a fresh server.
 filter_names=(none all half complex)
@@ -179,6 +198,10 @@ for r in $(seq "$runs"); do
   if [ -z "$only" ] || grep -Eq -- "$only" <<<scrape; then
     echo ">> run $r/$runs: 10 000-member fan-out without and with a /metrics scraper" >&2
     scrape_pair "$r" >>"$out/all.bench"
+  fi
+  if [ -z "$only" ] || grep -Eq -- "$only" <<<drain; then
+    echo ">> run $r/$runs: drain of 19 000 connections at 2 000/s, reconnecting to a second server" >&2
+    drain_pair >>"$out/all.bench"
   fi
   if [ -z "$only" ] || grep -Eq -- "$only" <<<filter; then
     echo ">> run $r/$runs: send to all of 10 000, unfiltered and with three filters" >&2
@@ -227,6 +250,16 @@ if grep -q '/scrape=' "$out/all.bench"; then
   $benchstat -col '/scrape@(off on)' \
     -filter '.name:WebpubsubFanout .unit:(cpu-s/Mdeliveries OR deliveries/s OR ratio OR p50-sec OR p99-sec OR scrapes OR failures)' \
     "$out/all.bench" | grep -v 'need >= 6\|summaries must\|^$' || true
+  echo '```'
+fi
+if grep -q '^BenchmarkWebpubsubDrain' "$out/all.bench"; then
+  echo
+  echo 'Drain of 19 000 connections at closeRatePerSecond 2000 after the 5 s drain delay, every'
+  echo 'client reconnecting to a second server: times from the SIGTERM, closes and reconnects per'
+  echo 'second (most in any 1 s window, median of whole seconds).'
+  echo
+  echo '```'
+  $benchstat -filter '.name:WebpubsubDrain .unit:(closes OR first-close-sec OR last-close-sec OR closes/s-max OR closes/s-p50 OR closes-1001 OR exit-sec OR reconnects OR reconnects/s-max OR reconnects/s-p50 OR server-cpu-s OR failures)' "$out/all.bench" | grep -v 'need >= 6\|summaries must\|^$' || true
   echo '```'
 fi
 echo
