@@ -177,7 +177,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case s := <-sig:
-		fmt.Fprintf(stdout, "webpubsub: %v received, draining\n", s)
+		fmt.Fprintf(stdout, "webpubsub: %v received, draining (send it again, or press Ctrl-C, to close every connection at once)\n", s)
 	case <-srv.Done():
 		fmt.Fprintf(stderr, "webpubsub: server stopped: %v\n", srv.Err())
 		return exitRuntime
