@@ -66,8 +66,9 @@
 // # Drain
 //
 // Shutdown (drain.go) follows operations.md §2: the draining flag (readiness) turns at
-// once, handshakes are still accepted for Config.Shutdown.DrainDelay, then OnOpen resets
-// new sockets and a ticker hands each loop its share of the closes due at
+// once, handshakes are still accepted for Config.Shutdown.DrainDelay, then the listening
+// socket is swapped out from under the running reactor and closed (listener_linux.go),
+// and a ticker hands each loop its share of the closes due at
 // Shutdown.CloseRatePerSecond, as one Execute task per loop and tick (no goroutine or
 // timer per connection). Before each tick's closes it waits for the REST work accepted so
 // far, the fan-out each send runs after its 202 and the loop tasks that fan-out posted

@@ -49,7 +49,7 @@ func (d *drainState) hurried() bool {
 //
 //  1. readiness turns 503 at once (/api/health reads the draining flag), and
 //     handshakes are still accepted for Config.Shutdown.DrainDelay;
-//  2. the listener stops accepting: a new socket is reset in OnOpen (see stopAccepting);
+//  2. the listener stops accepting: its socket is closed (see stopAccepting);
 //  3. WebSockets are closed at most Shutdown.CloseRatePerSecond a second, spread
 //     evenly over time and over the loops, each with 1001 ServiceReload; PubSub
 //     clients on non-reliable subprotocols get a `disconnected` message first;
@@ -134,16 +134,17 @@ func (s *Server) runDrain(parent context.Context) error {
 	return err
 }
 
-// stopAccepting ends drain step 2. New sockets are reset in OnOpen, so a client (or
-// a balancer's TCP check) sees the connection fail at once.
-//
-// The listening socket itself stays open, because gnet v2.9.7 offers no way to stop
-// listening without stopping the reactor: its main reactor watches the socket
-// (acceptor_unix.go accept0), and a shutdown(2) of it (through Engine.Dup) makes
-// accept fail with EINVAL, which accept0 reports as ErrAcceptSocket, which ends the
-// main reactor and with it the whole engine (reactor_default.go rotate). So the
-// kernel still completes TCP handshakes for the drain's duration and we reset them.
-func (s *Server) stopAccepting() { s.refusing.Store(true) }
+// stopAccepting ends drain step 2: the listening socket is closed under the running
+// reactor (closeListener), so the kernel refuses new connections, and a socket
+// accepted just before is reset in OnOpen. Where the socket cannot be closed, every
+// new socket is reset in OnOpen: a client still sees its connection fail at once, but
+// a balancer's TCP-connect check does not.
+func (s *Server) stopAccepting() {
+	s.refusing.Store(true)
+	if err := s.closeListener(); err != nil {
+		s.log.Warn("drain: the listening socket stays open; new connections are reset instead", "err", err)
+	}
+}
 
 // closeWebSockets runs drain steps 3 and 4 for the WebSockets: each tick it settles
 // the REST work accepted so far, then posts one task per loop that closes that

@@ -141,6 +141,77 @@ func TestDrainReadinessThenListenerStops(t *testing.T) {
 	}
 }
 
+// Step 2 at the socket: once the listener stops accepting, the kernel refuses new
+// connections (ECONNREFUSED: the listening socket is closed, so a balancer's TCP check
+// sees it), while the reactor keeps serving what is open: a keep-alive HTTP connection
+// still gets answers and the paced closes still run to the end.
+func TestDrainListenerRefusesConnects(t *testing.T) {
+	s := drainServer(t, Shutdown{DrainDelay: -1, CloseRatePerSecond: 2}, nil)
+	var clients []*wsClient
+	for i := range 4 {
+		c, _ := mustJSONClient(t, s, "hub1", fmt.Sprint("u", i), nil, nil)
+		clients = append(clients, c)
+	}
+	ka, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ka.Close()
+	_ = ka.SetDeadline(time.Now().Add(10 * time.Second))
+	kr := bufio.NewReader(ka)
+	health := func() int {
+		t.Helper()
+		if _, err := ka.Write([]byte("GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(kr, nil)
+		if err != nil {
+			t.Fatalf("health on the open keep-alive connection: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := health(); code != 200 {
+		t.Fatalf("health before the drain = %d", code)
+	}
+
+	done := startDrain(s, 10*time.Second)
+	// A connect just before the swap may be accepted and then reset (OnOpen); once the
+	// socket is closed every connect is refused.
+	dialErr := func() error {
+		c, err := net.DialTimeout("tcp", s.Addr().String(), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	// The drain lasts about 1.5 s (4 closes at 2/s); a stopped engine refuses too, so
+	// the refusal must come well before it ends.
+	began := time.Now()
+	for err := dialErr(); !errors.Is(err, syscall.ECONNREFUSED); err = dialErr() {
+		if time.Since(began) > 500*time.Millisecond {
+			t.Fatalf("connects not refused 500 ms into the drain; the last: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for range 20 {
+		if err := dialErr(); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("a connect after the listener stopped: %v, want ECONNREFUSED", err)
+		}
+	}
+	if code := health(); code != 503 {
+		t.Fatalf("health on the open connection during the drain = %d, want 503", code)
+	}
+	for _, c := range clients { // 4 closes at 2/s: the last ones come after the swap
+		if cs := c.untilClose(5 * time.Second); cs.err != nil || cs.code != ws.StatusGoingAway {
+			t.Fatalf("close %d %q %v, want 1001", cs.code, cs.reason, cs.err)
+		}
+	}
+	if err := wantDrainResult(t, done, 5*time.Second); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
 // Step 3: every kind of client gets 1001 ServiceReload; only PubSub clients on a
 // non-reliable subprotocol are sent `disconnected` first.
 func TestDrainCloseFrames(t *testing.T) {
