@@ -132,8 +132,9 @@ func TestE2EDrain(t *testing.T) {
 	t.Logf("SIGTERM sent with %d of %d sends answered", len(answered)+1, drainSends)
 	unready := waitUnready(t, srv)
 	t.Logf("/api/health 503 %v after SIGTERM", unready)
-	// operations.md §6 says 100 ms; the probe shares the REST workers with the 50 sends
-	// and the machine with 400 clients, so this bound is loose (drain_test.go checks 100 ms).
+	// operations.md §6 says 100 ms. The probe is answered on the event loops, but they are
+	// busy writing the 50 sends' 20 000 frames, on two cores shared with 400 clients
+	// (measured 30-160 ms here), so this bound is loose; drain_test.go checks 100 ms.
 	if unready > time.Second {
 		t.Errorf("/api/health turned 503 %v after SIGTERM, want at once", unready)
 	}
