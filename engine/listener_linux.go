@@ -5,8 +5,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,20 +56,18 @@ func (s *Server) closeListener() error {
 }
 
 // fdOf finds the descriptor, other than skip, that refers to the file want describes.
+// It counts up from 0: the listening socket is opened at start, before any connection,
+// so its number is small, and the search does not grow with the connections held.
 func fdOf(want unix.Stat_t, skip int) (int, error) {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return -1, fmt.Errorf("engine: find the listening socket: %w", err)
 	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd == skip {
-			continue
-		}
+	for fd := 0; uint64(fd) < lim.Cur; fd++ {
 		var st unix.Stat_t
-		if unix.Fstat(fd, &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
+		if fd != skip && unix.Fstat(fd, &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
 			return fd, nil
 		}
 	}
-	return -1, errors.New("engine: the listening socket's descriptor is not in /proc/self/fd")
+	return -1, errors.New("engine: the listening socket's descriptor was not found")
 }
