@@ -210,13 +210,7 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 	}
 	resp, err := wsproto.AppendUpgradeResponse(nil, p.head, selected)
 	if err != nil {
-		if sup, ok := s.warnAllowed(warnHandshake); ok {
-			s.log.Info("handshake rejected", "status", 400, "why", err.Error(), "remote", c.remote(), sup)
-		}
-		c.lp.rejectHandshake(responseStatus(resp))
-		_, _ = c.gc.Write(resp)
-		c.state = stateClosed
-		_ = c.gc.Close()
+		c.failUpgrade("handshake rejected", resp, err)
 		return
 	}
 	// Hub and user id alias the request URI and the decoded token; clone them so an
@@ -264,6 +258,20 @@ func (c *conn) upgrade(p *pendingConn, chosen string) {
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		c.logger().Debug("connected", "protocol", selected, "groups", len(p.groups))
 	}
+}
+
+// failUpgrade answers an upgrade request that wsproto refused with the error
+// response it wrote (resp), counts and logs it under that response's status, and
+// closes. Runs on c's loop.
+func (c *conn) failUpgrade(msg string, resp []byte, err error) {
+	status := responseStatus(resp)
+	if sup, ok := c.srv.warnAllowed(warnHandshake); ok {
+		c.srv.log.Info(msg, "status", status, "why", err.Error(), "remote", c.remote(), sup)
+	}
+	c.lp.rejectHandshake(status)
+	_, _ = c.gc.Write(resp)
+	c.state = stateClosed
+	_ = c.gc.Close()
 }
 
 // responseStatus is the status code of an HTTP response written by wsproto, 0 when
@@ -360,13 +368,7 @@ func (c *conn) recoverConn(head []byte, h *fasthttp.RequestHeader, hubName, id, 
 	}
 	resp, err := wsproto.AppendUpgradeResponse(nil, head, a.kind.String())
 	if err != nil {
-		if sup, ok := c.srv.warnAllowed(warnHandshake); ok {
-			c.srv.log.Info("recovery handshake rejected", "status", 400, "why", err.Error(), "remote", c.remote(), sup)
-		}
-		c.lp.rejectHandshake(responseStatus(resp))
-		_, _ = c.gc.Write(resp)
-		c.state = stateClosed
-		_ = c.gc.Close()
+		c.failUpgrade("recovery handshake rejected", resp, err)
 		return
 	}
 	out, ok := a.rel.recover(c, resp)

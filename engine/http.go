@@ -66,7 +66,7 @@ func (c *conn) onHTTP() {
 		if c.state == stateWS && c.gc.InboundBuffered() > 0 {
 			c.onFrames()
 		}
-	case (path == "/api/health" || path == "/api/health/") && (h.IsGet() || h.IsHead()) && bodiless(&h):
+	case isHealthRoute(path) && (h.IsGet() || h.IsHead()) && bodiless(&h):
 		c.health(&h, headLen)
 	case path == "/api" || strings.HasPrefix(path, "/api/"):
 		c.startREST(buf, headLen, &h)
@@ -106,10 +106,7 @@ func (c *conn) notFound(h *fasthttp.RequestHeader, headLen int, path string) {
 func (c *conn) health(h *fasthttp.RequestHeader, headLen int) {
 	_, _ = c.gc.Discard(headLen)
 	c.lastRead = c.srv.now().UnixNano() // a whole request arrived: the idle clock restarts
-	status := 200
-	if c.srv.draining.Load() {
-		status = 503
-	}
+	status := c.srv.healthStatus()
 	var r fasthttp.Response
 	r.SetStatusCode(status)
 	r.SkipBody = h.IsHead()

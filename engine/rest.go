@@ -156,23 +156,31 @@ func (s *Server) health(ctx *fasthttp.RequestCtx, escPath, method string) bool {
 	if !s.isHealthPath(escPath) {
 		return false
 	}
-	switch {
-	case method != "GET" && method != "HEAD":
+	if method != "GET" && method != "HEAD" {
 		ctx.Response.Header.Set("Allow", "GET, HEAD")
 		setError(ctx, 405, "Error.MethodNotAllowed", "use GET or HEAD")
-	case s.draining.Load():
-		ctx.SetStatusCode(503)
-	default:
-		ctx.SetStatusCode(200)
+		return true
 	}
+	ctx.SetStatusCode(s.healthStatus())
 	return true
+}
+
+// healthStatus is the probe's answer: 200 while serving, 503 from the start of a drain
+// (operations.md §2).
+func (s *Server) healthStatus() int {
+	if s.draining.Load() {
+		return 503
+	}
+	return 200
 }
 
 // isHealthPath reports whether escPath (with the base path) is the health probe's.
 func (s *Server) isHealthPath(escPath string) bool {
-	p := strings.TrimPrefix(escPath, s.cfg.BasePath)
-	return p == "/api/health" || p == "/api/health/"
+	return isHealthRoute(strings.TrimPrefix(escPath, s.cfg.BasePath))
 }
+
+// isHealthRoute reports whether path, without the base path, is the health probe's.
+func isHealthRoute(path string) bool { return path == "/api/health" || path == "/api/health/" }
 
 // restFailure is an error answer decided before a request body is read, so the
 // loop can send it for a request whose body it will not buffer.

@@ -49,7 +49,7 @@ type Server struct {
 	stopped    chan struct{}
 	runErr     error
 	draining   atomic.Bool  // the readiness flag: set when a drain starts, read by /api/health and the admin /readyz
-	refusing   atomic.Bool  // drain step 2: the listener no longer accepts (OnOpen closes new sockets)
+	refusing   atomic.Bool  // drain step 2: the listener is closing; OnOpen resets sockets accepted just before
 	wsConns    atomic.Int64 // open WebSocket connections; read by REST, metrics and shutdown
 	connecting atomic.Int64 // handshakes waiting for the upstream connect event
 	up         *upstream.Client
@@ -349,7 +349,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 }
 
 // OnOpen attaches our per-connection state. Once a drain has stopped the listener
-// (drain.go), new sockets are reset instead.
+// (drain.go), a socket the kernel accepted before its close is reset instead.
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if s.refusing.Load() {
 		_ = gc.SetLinger(0) // close with RST: the client sees a refusal, not an empty answer

@@ -93,12 +93,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if src.logLevel != "" {
-		if _, err := parseLevel(src.logLevel); err != nil {
-			fmt.Fprintf(stderr, "webpubsub: --log-level %q: use debug, info, warn or error\n", src.logLevel)
-			return exitUsage
-		}
-	}
 	if src.admin != "" {
 		if err := checkListenAddress(src.admin); err != nil {
 			fmt.Fprintf(stderr, "webpubsub: --admin %q: %v\n", src.admin, err)
@@ -194,9 +188,6 @@ func drain(srv *engine.Server, sig <-chan os.Signal, stdout, stderr io.Writer) i
 	for {
 		select {
 		case s := <-sig:
-			if s != syscall.SIGTERM && s != os.Interrupt {
-				continue // not a stop signal (a SIGHUP sharing the channel, say)
-			}
 			fmt.Fprintf(stdout, "webpubsub: %v received again, closing the remaining connections at once\n", s)
 			srv.Hurry()
 		case err := <-done:
